@@ -1,0 +1,438 @@
+//! `event_store_suite`: model-based checks of an [`EventStore`] against the
+//! [`Oracle`], plus fixed scenarios too large for generated cases.
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+
+use feed_core::validate::now_ns;
+use feed_core::{
+    AppendStatus, Cursor, Did, Entry, EventId, EventStore, EventType, EventView, FeedEvent,
+    FeedStore, MemoryVectorIndex, SearchQuery, StoreError, VectorFilter,
+};
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+
+use crate::gen::{self, did, Op, Realiser, Scenario, QUERY_TAGS, TS_SLOTS};
+use crate::oracle::{Expect, Oracle};
+use crate::ranking::compare_ranked;
+
+/// Makes stores for the suite. Persistent backends put each store in its
+/// own fresh directory and reopen it from the same path.
+#[async_trait]
+pub trait StoreFactory: Send + Sync {
+    /// The backend.
+    type Store: EventStore + 'static;
+    /// A new, empty store.
+    async fn create(&self) -> Result<Self::Store, StoreError>;
+    /// Closes `store` and opens it again from where it persists (an
+    /// in-memory backend returns it unchanged).
+    async fn reopen(&self, store: Self::Store) -> Result<Self::Store, StoreError>;
+}
+
+/// How hard the suite tries.
+#[derive(Clone, Debug)]
+pub struct SuiteConfig {
+    /// Generated scenarios (default: `PROPTEST_CASES`, else 256).
+    pub cases: u32,
+    /// Shrinking budget.
+    pub max_shrink_iters: u32,
+    /// Also run the large fixed scenarios (deep, wide and cyclic threads).
+    pub fixed_scenarios: bool,
+}
+
+impl Default for SuiteConfig {
+    fn default() -> Self {
+        SuiteConfig {
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            max_shrink_iters: 2_000,
+            fixed_scenarios: true,
+        }
+    }
+}
+
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start a tokio runtime: {e}"))
+}
+
+/// Runs the suite; `Err` carries the failure and the minimal scenario.
+pub fn event_store_suite<F: StoreFactory>(factory: &F, cfg: &SuiteConfig) -> Result<(), String> {
+    let rt = runtime();
+    let mut runner = TestRunner::new(Config {
+        cases: cfg.cases,
+        max_shrink_iters: cfg.max_shrink_iters,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&gen::scenario(), |sc| {
+        rt.block_on(run_scenario(factory, &sc))
+            .map_err(TestCaseError::fail)
+    });
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(why, sc)) => {
+            return Err(format!(
+                "conformance failure: {why}\nminimal scenario (ids are 1, 2, 3… in order of appearance):\n{sc:#?}"
+            ))
+        }
+        Err(e) => return Err(format!("conformance suite aborted: {e}")),
+    }
+    if cfg.fixed_scenarios {
+        rt.block_on(fixed_scenarios(factory))?;
+    }
+    Ok(())
+}
+
+/// Runs the suite and panics with a readable report on failure.
+pub fn run_event_store_suite<F: StoreFactory>(factory: &F) {
+    if let Err(e) = event_store_suite(factory, &SuiteConfig::default()) {
+        panic!("{e}");
+    }
+}
+
+type Fs<S> = FeedStore<S, MemoryVectorIndex>;
+
+fn expect_of(s: &AppendStatus) -> Expect {
+    match s {
+        AppendStatus::Accepted => Expect::Accepted,
+        AppendStatus::Duplicate => Expect::Duplicate,
+        AppendStatus::Rejected(r) => Expect::Rejected(r.code),
+    }
+}
+
+fn err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> String + '_ {
+    move |e| format!("{what}: backend error: {e}")
+}
+
+async fn run_scenario<F: StoreFactory>(factory: &F, sc: &Scenario) -> Result<(), String> {
+    let store = factory.create().await.map_err(err("create"))?;
+    let mut fs: Fs<F::Store> = FeedStore::new(store, Some(MemoryVectorIndex::new()), None);
+    let mut oracle = Oracle::default();
+    let mut real = Realiser::default();
+    for (step, op) in sc.ops.iter().enumerate() {
+        let now = now_ns();
+        let batch: Vec<FeedEvent> = match op {
+            Op::Append(gs) => gs.iter().map(|g| real.realise(g, now)).collect(),
+            Op::Resend(p) => real.resend(*p).into_iter().collect(),
+            Op::Conflict(p) => real.conflict(*p).into_iter().collect(),
+            Op::Reopen => {
+                let (store, index) = fs.into_parts();
+                let store = factory.reopen(store).await.map_err(err("reopen"))?;
+                fs = FeedStore::new(store, index, None);
+                Vec::new()
+            }
+        };
+        if !batch.is_empty() {
+            let got = fs.append(batch.clone()).await.map_err(err("append"))?;
+            let want = oracle.append(&batch, now);
+            let got: Vec<Expect> = got.iter().map(expect_of).collect();
+            if got != want {
+                return Err(format!(
+                    "step {step}: append statuses differ\n  batch: {batch:?}\n  want: {want:?}\n  got:  {got:?}"
+                ));
+            }
+        }
+        check_all(&fs, &oracle, sc, real.max_id())
+            .await
+            .map_err(|e| format!("after step {step} ({op:?}): {e}"))?;
+    }
+    Ok(())
+}
+
+fn same<T: PartialEq + std::fmt::Debug>(what: String, want: T, got: T) -> Result<(), String> {
+    if want == got {
+        Ok(())
+    } else {
+        Err(format!("{what} differs\n  want: {want:?}\n  got:  {got:?}"))
+    }
+}
+
+/// Walks a newest-first listing page by page with `(ts, id)` cursors.
+async fn paged<'a>(
+    mut page: impl FnMut(Option<Cursor>) -> BoxFuture<'a, Result<Vec<EventView>, StoreError>>,
+) -> Result<Vec<EventView>, String> {
+    let mut all: Vec<EventView> = Vec::new();
+    let mut before = None;
+    for _ in 0..1_000 {
+        let p = page(before).await.map_err(err("paging"))?;
+        let Some(last) = p.last() else {
+            return Ok(all);
+        };
+        before = Some(last.event.cursor());
+        all.extend(p);
+    }
+    Err("paging did not end after 1,000 pages".into())
+}
+
+const PAGE: usize = 2;
+
+async fn check_all<S: EventStore>(
+    fs: &Fs<S>,
+    o: &Oracle,
+    sc: &Scenario,
+    max_id: u64,
+) -> Result<(), String> {
+    let s = fs.events();
+    for id in (0..=max_id + 2).map(EventId) {
+        same(format!("get({id})"), o.get(id), s.get(id).await.map_err(err("get"))?)?;
+        same(
+            format!("stored({id})"),
+            o.stored(id),
+            s.stored(id).await.map_err(err("stored"))?,
+        )?;
+        same(
+            format!("versions({id})"),
+            o.versions(id),
+            s.versions(id).await.map_err(err("versions"))?,
+        )?;
+        same(
+            format!("thread({id})"),
+            o.thread(id),
+            s.thread(id).await.map_err(err("thread"))?,
+        )?;
+        same(
+            format!("counts({id})"),
+            o.counts(id),
+            s.counts(id).await.map_err(err("counts"))?,
+        )?;
+    }
+    for a in 0..gen::AUTHORS as u8 {
+        let d: Did = did(a);
+        let full = o.timeline(&d, 500, None);
+        same(
+            format!("timeline({a})"),
+            &full,
+            &s.timeline(&d, 500, None).await.map_err(err("timeline"))?,
+        )?;
+        same(
+            format!("timeline({a}) paged by {PAGE}"),
+            &full,
+            &paged(|b| s.timeline(&d, PAGE, b)).await?,
+        )?;
+        same(
+            format!("timeline({a}, limit 1000 clamps to 500)"),
+            o.timeline(&d, 1000, None),
+            s.timeline(&d, 1000, None).await.map_err(err("timeline"))?,
+        )?;
+        same(
+            format!("author_feed({a})"),
+            o.author_feed(&d, None, None, 500),
+            s.author_feed(&d, None, None, 500)
+                .await
+                .map_err(err("author_feed"))?,
+        )?;
+        let (since, until) = (Some(TS_SLOTS[2]), Some(TS_SLOTS[7]));
+        same(
+            format!("author_feed({a}, since, until, 2)"),
+            o.author_feed(&d, since, until, 2),
+            s.author_feed(&d, since, until, 2)
+                .await
+                .map_err(err("author_feed"))?,
+        )?;
+        same(
+            format!("following({a})"),
+            o.following(&d),
+            s.following(&d).await.map_err(err("following"))?,
+        )?;
+        same(
+            format!("followers({a})"),
+            o.followers(&d),
+            s.followers(&d).await.map_err(err("followers"))?,
+        )?;
+        let full = o.mentions(&d, 500, None);
+        same(
+            format!("mentions({a})"),
+            &full,
+            &s.mentions(&d, 500, None).await.map_err(err("mentions"))?,
+        )?;
+        same(
+            format!("mentions({a}) paged by {PAGE}"),
+            &full,
+            &paged(|b| s.mentions(&d, PAGE, b)).await?,
+        )?;
+    }
+    for t in QUERY_TAGS {
+        let full = o.tag(t, 500, None);
+        same(
+            format!("tag({t:?})"),
+            &full,
+            &s.tag(t, 500, None).await.map_err(err("tag"))?,
+        )?;
+        same(
+            format!("tag({t:?}) paged by {PAGE}"),
+            &full,
+            &paged(|b| s.tag(t, PAGE, b)).await?,
+        )?;
+    }
+    for g in &sc.filters {
+        let f = g.filter();
+        same(
+            format!("query({f:?})"),
+            o.query(&f),
+            s.query(&f).await.map_err(err("query"))?,
+        )?;
+        let got: Vec<(i64, EventType, u64)> = s
+            .buckets(&f, g.width)
+            .await
+            .map_err(err("buckets"))?
+            .into_iter()
+            .map(|b| (b.start, b.kind, b.count))
+            .collect();
+        same(
+            format!("buckets({f:?}, {:?})", g.width),
+            o.buckets(&f, g.width),
+            got,
+        )?;
+    }
+    let stats = s.stats().await.map_err(err("stats"))?;
+    same("stats().live".into(), o.live_counts(), stats.live)?;
+    same(
+        "stats().stored".into(),
+        o.events.len() as u64,
+        stats.stored,
+    )?;
+    let mut exported = Vec::new();
+    let mut stream = s.export();
+    while let Some(e) = stream.next().await {
+        exported.push(e.map_err(err("export"))?);
+    }
+    drop(stream);
+    same("export()".into(), &o.events, &exported)?;
+    check_search(fs, o, sc).await
+}
+
+async fn check_search<S: EventStore>(fs: &Fs<S>, o: &Oracle, sc: &Scenario) -> Result<(), String> {
+    let rows = o.searchable();
+    for &q in &sc.queries {
+        let qv = gen::embedding(q);
+        for (label, filter) in [
+            ("none", VectorFilter::default()),
+            (
+                "author A, since slot 2",
+                VectorFilter {
+                    authors: Some(vec![did(0)]),
+                    since: Some(TS_SLOTS[2]),
+                    types: Some(vec![EventType::Post]),
+                    until: None,
+                },
+            ),
+        ] {
+            let reference: Vec<(EventId, f32)> = rows
+                .iter()
+                .filter(|(_, a, ts, _)| filter.matches(EventType::Post, a, *ts))
+                .map(|(id, _, _, v)| (*id, feed_core::dot(qv.as_slice(), v)))
+                .collect();
+            let got = fs
+                .search(SearchQuery::Vector(qv.clone()), &filter, 5)
+                .await
+                .map_err(err("search"))?;
+            for h in &got {
+                let want = o.get(h.view.event.id);
+                if want != Some(Entry::Live(h.view.clone())) {
+                    return Err(format!(
+                        "search hit {} is not shown as get() shows it: {want:?}",
+                        h.view.event.id
+                    ));
+                }
+            }
+            let got: Vec<(EventId, f32)> = got.iter().map(|h| (h.view.event.id, h.score)).collect();
+            compare_ranked(&reference, &got, 5)
+                .map_err(|e| format!("search(seed {q}, filter {label}): {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn post(id: u64, parent: Option<u64>) -> FeedEvent {
+    let mut e = FeedEvent::new(
+        EventId(id),
+        EventType::Post,
+        did(0),
+        gen::BASE_TS + id as i64,
+        "node",
+    );
+    e.parent = parent.map(EventId);
+    e
+}
+
+async fn append_all<S: EventStore>(s: &S, events: Vec<FeedEvent>) -> Result<(), String> {
+    for chunk in events.chunks(1_000) {
+        let st = s.append(chunk.to_vec()).await.map_err(err("append"))?;
+        if let Some(bad) = st.iter().find(|s| **s != AppendStatus::Accepted) {
+            return Err(format!("fixed scenario: an event was not accepted: {bad:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn check_depths(what: &str, t: &feed_core::Thread, n: usize, truncated: bool) -> Result<(), String> {
+    if t.nodes.len() != n || t.truncated != truncated {
+        return Err(format!(
+            "{what}: {} nodes (truncated {}), want {n} (truncated {truncated})",
+            t.nodes.len(),
+            t.truncated
+        ));
+    }
+    Ok(())
+}
+
+/// Deep, wide and cyclic threads: the 10,000-node cap and cycle safety.
+async fn fixed_scenarios<F: StoreFactory>(factory: &F) -> Result<(), String> {
+    // A reply chain 10,050 deep: truncated to the 10,000 shallowest.
+    let s = factory.create().await.map_err(err("create"))?;
+    append_all(
+        &s,
+        (1..=10_050).map(|i| post(i, (i > 1).then(|| i - 1))).collect(),
+    )
+    .await?;
+    let t = s.thread(EventId(1)).await.map_err(err("thread"))?;
+    check_depths("10,050-deep chain", &t, 10_000, true)?;
+    if t.nodes.iter().enumerate().any(|(i, n)| n.depth as usize != i) {
+        return Err("10,050-deep chain: depths are not 0, 1, 2, … in order".into());
+    }
+    let c = s.counts(EventId(1)).await.map_err(err("counts"))?;
+    if c.map(|c| (c.replies, c.thread_size)) != Some((1, 10_049)) {
+        return Err(format!("10,050-deep chain: counts {c:?}"));
+    }
+    // A cycle of 1,000 posts, every one arriving before its parent.
+    let s = factory.create().await.map_err(err("create"))?;
+    append_all(
+        &s,
+        (1..=1_000)
+            .map(|i| post(i, Some(if i == 1_000 { 1 } else { i + 1 })))
+            .collect(),
+    )
+    .await?;
+    let t = s.thread(EventId(1)).await.map_err(err("thread"))?;
+    check_depths("1,000-cycle", &t, 1_000, false)?;
+    let depths: Vec<u32> = t.nodes.iter().map(|n| n.depth).collect();
+    // Root 1; its child is 1,000 (depth 1), whose child is 999 (depth 2)…
+    let want: Vec<u32> = std::iter::once(0).chain((2..=1_000).map(|i| 1_001 - i)).collect();
+    if depths != want {
+        return Err("1,000-cycle: depths wrong".into());
+    }
+    // 10,050 direct replies, the root deleted: placeholder root, truncated.
+    let s = factory.create().await.map_err(err("create"))?;
+    let mut evs: Vec<FeedEvent> = vec![post(1, None)];
+    evs.extend((2..=10_051).map(|i| post(i, Some(1))));
+    let mut del = FeedEvent::new(EventId(20_000), EventType::Delete, did(0), gen::BASE_TS, "");
+    del.parent = Some(EventId(1));
+    evs.push(del);
+    append_all(&s, evs).await?;
+    let t = s.thread(EventId(1)).await.map_err(err("thread"))?;
+    check_depths("10,050-wide", &t, 10_000, true)?;
+    if t.nodes[0].entry != Entry::Deleted(EventId(1)) {
+        return Err("10,050-wide: the deleted root is not a placeholder".into());
+    }
+    let last = t.nodes.last().map(|n| n.entry.id());
+    if last != Some(EventId(10_000)) {
+        return Err(format!("10,050-wide: last node {last:?}, want the oldest 9,999 replies"));
+    }
+    Ok(())
+}

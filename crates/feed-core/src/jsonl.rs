@@ -1,0 +1,354 @@
+//! JSON Lines interchange (SPEC §6): one event per line; `id`, `parent` and
+//! `ts` as JSON integers, exact to the last digit; hashes and DIDs as hex.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+use crate::model::*;
+use crate::validate::{ErrorCode, Rejection};
+
+/// Longest line `parse_line` reads (content is at most 64 KiB, but escapes
+/// and a 384-float embedding make a legal line longer).
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Fields that query output adds; `parse_line` ignores them so that query
+/// output can be ingested back.
+const OUTPUT_FIELDS: [&str; 5] = ["score", "depth", "edited", "deleted", "truncated"];
+
+fn bad(field: &'static str, msg: &str) -> Rejection {
+    Rejection::field(ErrorCode::BadField, field, msg)
+}
+
+fn bad_emb(msg: impl std::fmt::Display) -> Rejection {
+    Rejection::field(ErrorCode::BadEmbedding, "embedding", msg)
+}
+
+fn opt<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn u64_field(obj: &Map<String, Value>, key: &'static str) -> Result<Option<u64>, Rejection> {
+    match opt(obj, key) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| bad(key, "must be a non-negative JSON integer")),
+    }
+}
+
+/// Parses one line into an event. Structural errors only (`bad_json`,
+/// `bad_field`, `too_large` for the line, `bad_embedding`); the rules of
+/// SPEC §1/§3 are checked by [`crate::validate::validate`] at append.
+/// Without `content` and `content_hash` the content is the empty string;
+/// with only `content` the hash is computed.
+pub fn parse_line(line: &str) -> Result<FeedEvent, Rejection> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(Rejection::new(
+            ErrorCode::TooLarge,
+            format!(
+                "line of {} bytes, at most {MAX_LINE_BYTES} read",
+                line.len()
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| Rejection::new(ErrorCode::BadJson, format!("not JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(Rejection::new(
+            ErrorCode::BadJson,
+            "an event is a JSON object",
+        ));
+    };
+    parse_object(&obj)
+}
+
+/// Parses an already-decoded JSON object into an event (see [`parse_line`]).
+pub fn parse_object(obj: &Map<String, Value>) -> Result<FeedEvent, Rejection> {
+    const KNOWN: [&str; 10] = [
+        "id",
+        "type",
+        "author",
+        "ts",
+        "content_hash",
+        "content",
+        "parent",
+        "tags",
+        "mentions",
+        "embedding",
+    ];
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !KNOWN.contains(&k.as_str()) && !OUTPUT_FIELDS.contains(&k.as_str()))
+    {
+        return Err(Rejection::new(
+            ErrorCode::BadField,
+            format!("unknown field {k:?}"),
+        ));
+    }
+    let id = u64_field(obj, "id")?.ok_or_else(|| bad("id", "is required"))?;
+    let kind = opt(obj, "type")
+        .ok_or_else(|| bad("type", "is required"))?
+        .as_str()
+        .and_then(|s| s.parse::<EventType>().ok())
+        .ok_or_else(|| {
+            bad(
+                "type",
+                "must be one of post, reaction, follow, mention, hashtag, edit, delete",
+            )
+        })?;
+    let author = opt(obj, "author")
+        .ok_or_else(|| bad("author", "is required"))?
+        .as_str()
+        .and_then(Did::parse)
+        .ok_or_else(|| bad("author", "must be 64 hex characters or did:libertaria:<hex>"))?;
+    let ts = opt(obj, "ts")
+        .ok_or_else(|| bad("ts", "is required"))?
+        .as_i64()
+        .ok_or_else(|| bad("ts", "must be a JSON integer of nanoseconds"))?;
+    let content = match opt(obj, "content") {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .ok_or_else(|| bad("content", "must be a string"))?
+                .to_owned(),
+        ),
+    };
+    let hash = match opt(obj, "content_hash") {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(ContentHash::parse)
+                .ok_or_else(|| bad("content_hash", "must be 64 hex characters"))?,
+        ),
+    };
+    let (content, content_hash) = match (content, hash) {
+        (None, None) => (Some(String::new()), ContentHash::of("")),
+        (Some(c), None) => {
+            let h = ContentHash::of(&c);
+            (Some(c), h)
+        }
+        (c, Some(h)) => (c, h),
+    };
+    let parent = u64_field(obj, "parent")?.map(EventId);
+    let tags = match opt(obj, "tags") {
+        None => Vec::new(),
+        Some(v) => v
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|t| t.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| bad("tags", "must be an array of strings"))?,
+    };
+    let mentions = match opt(obj, "mentions") {
+        None => Vec::new(),
+        Some(v) => v
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|m| m.as_str().and_then(Did::parse))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| bad("mentions", "must be an array of DIDs"))?,
+    };
+    let embedding = match opt(obj, "embedding") {
+        None => None,
+        Some(v) => {
+            let arr = v
+                .as_array()
+                .ok_or_else(|| bad_emb("must be an array of numbers"))?;
+            let floats = arr
+                .iter()
+                .map(|x| x.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| bad_emb("must be an array of numbers"))?;
+            Some(Embedding::new(floats).map_err(bad_emb)?)
+        }
+    };
+    Ok(FeedEvent {
+        id: EventId(id),
+        kind,
+        author,
+        ts,
+        content_hash,
+        content,
+        parent,
+        tags,
+        mentions,
+        embedding,
+    })
+}
+
+fn push_str_json(out: &mut String, s: &str) {
+    // serde_json's escaping of a str cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+}
+
+/// Writes the fields of `ev` (without braces) in SPEC order.
+fn write_fields(out: &mut String, ev: &FeedEvent, with_embedding: bool) {
+    let _ = write!(
+        out,
+        "\"id\":{},\"type\":\"{}\",\"author\":\"{}\",\"ts\":{},\"content_hash\":\"{}\"",
+        ev.id, ev.kind, ev.author, ev.ts, ev.content_hash
+    );
+    if let Some(c) = &ev.content {
+        out.push_str(",\"content\":");
+        push_str_json(out, c);
+    }
+    if let Some(p) = ev.parent {
+        let _ = write!(out, ",\"parent\":{p}");
+    }
+    out.push_str(",\"tags\":[");
+    for (i, t) in ev.tags.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str_json(out, t);
+    }
+    out.push_str("],\"mentions\":[");
+    for (i, m) in ev.mentions.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{m}\"");
+    }
+    out.push(']');
+    if with_embedding {
+        if let Some(e) = &ev.embedding {
+            out.push_str(",\"embedding\":[");
+            for (i, x) in e.as_slice().iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                // Shortest text that reads back to the same f32.
+                let _ = write!(out, "{x:?}");
+            }
+            out.push(']');
+        }
+    }
+}
+
+/// One interchange line (no newline): every field, embedding included.
+pub fn event_line(ev: &FeedEvent) -> String {
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    write_fields(&mut out, ev, true);
+    out.push('}');
+    out
+}
+
+/// Extra fields that query output adds to an event object.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Extras {
+    /// Search similarity.
+    pub score: Option<f32>,
+    /// Thread depth.
+    pub depth: Option<u32>,
+    /// Thread truncated (set on the root line).
+    pub truncated: Option<bool>,
+}
+
+fn write_extras(out: &mut String, x: Extras) {
+    if let Some(s) = x.score {
+        let _ = write!(out, ",\"score\":{s:?}");
+    }
+    if let Some(d) = x.depth {
+        let _ = write!(out, ",\"depth\":{d}");
+    }
+    if let Some(t) = x.truncated {
+        let _ = write!(out, ",\"truncated\":{t}");
+    }
+}
+
+/// A query-output line for an entry: a live event with `edited` and
+/// `deleted: false`, or a placeholder `{id, deleted: true}`. Embeddings are
+/// left out of query output (export carries them).
+pub fn entry_line(entry: &Entry, extras: Extras) -> String {
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    match entry {
+        Entry::Live(v) => {
+            write_fields(&mut out, &v.event, false);
+            let _ = write!(out, ",\"edited\":{},\"deleted\":false", v.edited);
+        }
+        Entry::Deleted(id) => {
+            let _ = write!(out, "\"id\":{id},\"deleted\":true");
+        }
+    }
+    write_extras(&mut out, extras);
+    out.push('}');
+    out
+}
+
+/// A query-output line for a live event view.
+pub fn view_line(view: &EventView, extras: Extras) -> String {
+    entry_line(&Entry::Live(view.clone()), extras)
+}
+
+/// Parses a filter object (`ids`, `authors`, `types`, `tags`, `mentions`,
+/// `parents`, `since`, `until`, `limit`) as `feed query` takes it.
+pub fn parse_filter(text: &str) -> Result<Filter, Rejection> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Rejection::new(ErrorCode::BadJson, format!("filter is not JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(Rejection::new(
+            ErrorCode::BadJson,
+            "a filter is a JSON object",
+        ));
+    };
+    fn list<T>(
+        obj: &Map<String, Value>,
+        key: &'static str,
+        item: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Option<Vec<T>>, Rejection> {
+        match opt(obj, key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_array()
+                .and_then(|a| a.iter().map(&item).collect::<Option<Vec<T>>>())
+                .map(Some)
+                .ok_or_else(|| bad(key, "has a wrong value")),
+        }
+    }
+    const KNOWN: [&str; 9] = [
+        "ids", "authors", "types", "tags", "mentions", "parents", "since", "until", "limit",
+    ];
+    if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(Rejection::new(
+            ErrorCode::BadField,
+            format!("unknown filter field {k:?}"),
+        ));
+    }
+    let int = |key: &'static str| -> Result<Option<i64>, Rejection> {
+        match opt(&obj, key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| bad(key, "must be a JSON integer")),
+        }
+    };
+    Ok(Filter {
+        ids: list(&obj, "ids", |v| v.as_u64().map(EventId))?,
+        authors: list(&obj, "authors", |v| v.as_str().and_then(Did::parse))?,
+        types: list(&obj, "types", |v| {
+            v.as_str().and_then(|s| s.parse::<EventType>().ok())
+        })?,
+        tags: list(&obj, "tags", |v| v.as_str().map(str::to_owned))?,
+        mentions: list(&obj, "mentions", |v| v.as_str().and_then(Did::parse))?,
+        parents: list(&obj, "parents", |v| v.as_u64().map(EventId))?,
+        since: int("since")?,
+        until: int("until")?,
+        limit: match opt(&obj, "limit") {
+            None => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or_else(|| bad("limit", "must be a non-negative integer"))?
+                    as usize,
+            ),
+        },
+    })
+}

@@ -1,0 +1,25 @@
+//! feed-core: the contract of Feed (see `SPEC.md`).
+//!
+//! - [`model`]: events, ids, DIDs, hashes, embeddings and query results;
+//! - [`validate`]: the SPEC's rules and error codes;
+//! - [`jsonl`]: the JSON Lines interchange;
+//! - [`snowflake`]: id generation;
+//! - [`traits`]: [`EventStore`], [`VectorIndex`], [`Embedder`];
+//! - [`memory`], [`memvec`]: in-memory backends;
+//! - [`facade`]: [`FeedStore`], which owns the write path and search.
+
+pub mod facade;
+pub mod jsonl;
+pub mod memory;
+pub mod memvec;
+pub mod model;
+pub mod snowflake;
+pub mod traits;
+pub mod validate;
+
+pub use facade::{FeedStore, IngestReport, SearchError, SearchHit, SearchQuery};
+pub use memory::{MemoryEventStore, PlantedBug};
+pub use memvec::MemoryVectorIndex;
+pub use model::*;
+pub use traits::*;
+pub use validate::{AppendStatus, ErrorCode, Rejection};

@@ -1,0 +1,282 @@
+//! The two backend traits, [`EventStore`] and [`VectorIndex`], and what a
+//! backend must guarantee to implement them.
+//!
+//! # Vocabulary
+//! - **stored**: accepted by `append` and not since removed (nothing is ever
+//!   removed: deletes are events too).
+//! - **deleted**: a stored event `x` that is not itself a delete, for which
+//!   a stored delete `d` exists with `d.parent == x.id` and
+//!   `d.author == x.author`, whatever the order in which `x` and `d` arrived.
+//! - **live**: stored and not deleted. Every read sees live events only.
+//! - **in effect**: a live edit whose target is a stored post by the same
+//!   author; the newest by `(ts, id)` gives the post's visible content.
+//! - **newest first**: by `(ts, id)` descending.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::model::*;
+use crate::validate::AppendStatus;
+
+/// A failure of the store itself (not of one event).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The backend engine failed.
+    #[error("backend error: {0}")]
+    Backend(String),
+    /// The store's files are not a valid store.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+    /// A query argument is out of range.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+}
+
+/// A failure of a vector index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// An I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The index engine failed.
+    #[error("vector index error: {0}")]
+    Backend(String),
+}
+
+/// Where the events live. One implementation per backend crate; every one
+/// must pass `feed-conformance`'s `event_store_suite`.
+///
+/// # Guarantees a backend gives
+/// - **Validation.** `append` runs [`crate::validate::validate`] and
+///   [`crate::validate::admit`] on every event, in batch order, each event
+///   seeing the ones accepted before it in the same batch.
+/// - **Atomic batches.** Either every accepted event of a batch is stored or
+///   (on `Err`) none is; a reader never sees part of a batch.
+/// - **Durable on return.** Once `append` returns `Ok`, killing the process
+///   loses none of the batch (within the backend's documented sync mode).
+/// - **Arrival order.** `export` yields stored events in the order they were
+///   accepted, so replaying an export into an empty store accepts them all
+///   and reproduces the store.
+/// - **Deletes win whenever they arrive.** A delete stored before its target
+///   removes the target on arrival if the authors match.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends a batch; one status per event, in order.
+    async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError>;
+
+    /// A stored event: live (with its newest content) or a deleted placeholder.
+    async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError>;
+
+    /// The stored event as accepted (original content), deleted or not. For
+    /// the write path and repair, not a user-facing read.
+    async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError>;
+
+    /// Every version of a live post: the original, then its edits in effect,
+    /// oldest first by `(ts, id)`. A live non-post gives itself; a deleted
+    /// or unknown id gives nothing.
+    async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError>;
+
+    /// Live posts by the accounts `did` follows and by `did`, newest first,
+    /// strictly before `before`, at most `min(limit, 500)`.
+    async fn timeline(
+        &self,
+        did: &Did,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError>;
+
+    /// Live posts of `did` with `since ≤ ts ≤ until`, newest first.
+    async fn author_feed(
+        &self,
+        did: &Did,
+        since: Option<i64>,
+        until: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<EventView>, StoreError>;
+
+    /// The post `id` and every post below it through `parent` (SPEC §5):
+    /// root first, then by `(ts, id)` ascending; deleted posts with live
+    /// descendants as placeholders; depth = distance from the root;
+    /// cycle-safe; at most 10,000 nodes, chosen by `(depth, ts, id)`.
+    /// Empty if `id` is not a post that is live or has live descendants.
+    async fn thread(&self, id: EventId) -> Result<Thread, StoreError>;
+
+    /// Counts for a live post; `None` for anything else.
+    async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError>;
+
+    /// Live posts, mention and hashtag events carrying `tag` (lowercased,
+    /// one leading `#` ignored), newest first, strictly before `before`.
+    async fn tag(
+        &self,
+        tag: &str,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError>;
+
+    /// Live posts, mention and hashtag events mentioning `did`, newest first.
+    async fn mentions(
+        &self,
+        did: &Did,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError>;
+
+    /// DIDs `did` follows through a live follow event, ascending.
+    async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError>;
+
+    /// DIDs with a live follow event for `did`, ascending.
+    async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError>;
+
+    /// Live events matching `filter`, newest first, at most `filter.limit`.
+    async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError>;
+
+    /// Live events matching `filter` (its `limit` ignored) counted per type
+    /// per bucket; sorted by `(start, type)`, zero counts left out.
+    async fn buckets(&self, filter: &Filter, width: BucketWidth)
+        -> Result<Vec<Bucket>, StoreError>;
+
+    /// Counts and sizes.
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Every stored event, as accepted (original content, deleted ones and
+    /// deletes included), in arrival order.
+    fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>>;
+
+    /// Makes everything appended so far durable (a no-op where `append`
+    /// already is).
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Flushes and releases the store; later calls may fail with `Closed`.
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// A post's vector and the fields search filters on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorRecord {
+    /// The post.
+    pub id: EventId,
+    /// Its type (posts only, today).
+    pub kind: EventType,
+    /// Its author.
+    pub author: Did,
+    /// Its time.
+    pub ts: i64,
+    /// Its (visible content's) embedding.
+    pub vector: Embedding,
+}
+
+/// Restricts a search; `None` means no restriction, an empty list nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VectorFilter {
+    /// Types.
+    pub types: Option<Vec<EventType>>,
+    /// Authors.
+    pub authors: Option<Vec<Did>>,
+    /// Earliest ts, inclusive.
+    pub since: Option<i64>,
+    /// Latest ts, inclusive.
+    pub until: Option<i64>,
+}
+
+impl VectorFilter {
+    /// Whether a record passes.
+    pub fn matches(&self, kind: EventType, author: &Did, ts: i64) -> bool {
+        self.types.as_ref().is_none_or(|t| t.contains(&kind))
+            && self.authors.as_ref().is_none_or(|a| a.contains(author))
+            && self.since.is_none_or(|s| ts >= s)
+            && self.until.is_none_or(|u| ts <= u)
+    }
+}
+
+/// One search result.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    /// The event.
+    pub id: EventId,
+    /// Cosine similarity.
+    pub score: f32,
+}
+
+/// How a vector index answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchMode {
+    /// Brute force: results equal the reference computation.
+    Exact,
+    /// Approximate nearest neighbours: recall@10 ≥ 0.95 against exact.
+    Approximate,
+}
+
+/// Where post vectors live. Every implementation must pass
+/// `feed-conformance`'s `vector_index_suite`.
+///
+/// # Guarantees a backend gives
+/// - `upsert` replaces any earlier vector of the same id; `remove` of an
+///   absent id is not an error.
+/// - `search` returns at most `k` hits matching the filter, best first by
+///   cosine similarity, ties by ascending id; in [`SearchMode::Exact`] they
+///   are exactly the reference computation's.
+/// - After `flush` returns, every earlier write is durable and visible.
+#[async_trait]
+pub trait VectorIndex: Send + Sync {
+    /// Inserts or replaces vectors.
+    async fn upsert(&self, records: Vec<VectorRecord>) -> Result<(), IndexError>;
+
+    /// Removes vectors by id.
+    async fn remove(&self, ids: &[EventId]) -> Result<(), IndexError>;
+
+    /// The `k` best matches of `query` passing `filter`.
+    async fn search(
+        &self,
+        query: &Embedding,
+        filter: &VectorFilter,
+        k: usize,
+    ) -> Result<Vec<Hit>, IndexError>;
+
+    /// Ids held, ascending.
+    async fn ids(&self) -> Result<Vec<EventId>, IndexError>;
+
+    /// Vectors held.
+    async fn len(&self) -> Result<usize, IndexError>;
+
+    /// Whether the index holds nothing.
+    async fn is_empty(&self) -> Result<bool, IndexError> {
+        Ok(self.len().await? == 0)
+    }
+
+    /// Makes earlier writes durable and visible.
+    async fn flush(&self) -> Result<(), IndexError>;
+
+    /// How `search` answers now.
+    fn mode(&self) -> SearchMode;
+}
+
+/// Turns text into embeddings (the ONNX implementation lives in
+/// `feed-embed`). CPU-bound and synchronous; callers run it off the async
+/// threads.
+pub trait Embedder: Send + Sync {
+    /// One embedding per text, in order.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError>;
+}
+
+/// Why embedding failed.
+#[derive(Debug, thiserror::Error)]
+#[error("embedding failed: {0}")]
+pub struct EmbedError(pub String);
