@@ -180,7 +180,11 @@ async fn check_all<S: EventStore>(
 ) -> Result<(), String> {
     let s = fs.events();
     for id in (0..=max_id + 2).map(EventId) {
-        same(format!("get({id})"), o.get(id), s.get(id).await.map_err(err("get"))?)?;
+        same(
+            format!("get({id})"),
+            o.get(id),
+            s.get(id).await.map_err(err("get"))?,
+        )?;
         same(
             format!("stored({id})"),
             o.stored(id),
@@ -292,11 +296,7 @@ async fn check_all<S: EventStore>(
     }
     let stats = s.stats().await.map_err(err("stats"))?;
     same("stats().live".into(), o.live_counts(), stats.live)?;
-    same(
-        "stats().stored".into(),
-        o.events.len() as u64,
-        stats.stored,
-    )?;
+    same("stats().stored".into(), o.events.len() as u64, stats.stored)?;
     let mut exported = Vec::new();
     let mut stream = s.export();
     while let Some(e) = stream.next().await {
@@ -365,13 +365,20 @@ async fn append_all<S: EventStore>(s: &S, events: Vec<FeedEvent>) -> Result<(), 
     for chunk in events.chunks(1_000) {
         let st = s.append(chunk.to_vec()).await.map_err(err("append"))?;
         if let Some(bad) = st.iter().find(|s| **s != AppendStatus::Accepted) {
-            return Err(format!("fixed scenario: an event was not accepted: {bad:?}"));
+            return Err(format!(
+                "fixed scenario: an event was not accepted: {bad:?}"
+            ));
         }
     }
     Ok(())
 }
 
-fn check_depths(what: &str, t: &feed_core::Thread, n: usize, truncated: bool) -> Result<(), String> {
+fn check_depths(
+    what: &str,
+    t: &feed_core::Thread,
+    n: usize,
+    truncated: bool,
+) -> Result<(), String> {
     if t.nodes.len() != n || t.truncated != truncated {
         return Err(format!(
             "{what}: {} nodes (truncated {}), want {n} (truncated {truncated})",
@@ -388,12 +395,18 @@ async fn fixed_scenarios<F: StoreFactory>(factory: &F) -> Result<(), String> {
     let s = factory.create().await.map_err(err("create"))?;
     append_all(
         &s,
-        (1..=10_050).map(|i| post(i, (i > 1).then(|| i - 1))).collect(),
+        (1..=10_050)
+            .map(|i| post(i, (i > 1).then(|| i - 1)))
+            .collect(),
     )
     .await?;
     let t = s.thread(EventId(1)).await.map_err(err("thread"))?;
     check_depths("10,050-deep chain", &t, 10_000, true)?;
-    if t.nodes.iter().enumerate().any(|(i, n)| n.depth as usize != i) {
+    if t.nodes
+        .iter()
+        .enumerate()
+        .any(|(i, n)| n.depth as usize != i)
+    {
         return Err("10,050-deep chain: depths are not 0, 1, 2, … in order".into());
     }
     let c = s.counts(EventId(1)).await.map_err(err("counts"))?;
@@ -413,7 +426,9 @@ async fn fixed_scenarios<F: StoreFactory>(factory: &F) -> Result<(), String> {
     check_depths("1,000-cycle", &t, 1_000, false)?;
     let depths: Vec<u32> = t.nodes.iter().map(|n| n.depth).collect();
     // Root 1; its child is 1,000 (depth 1), whose child is 999 (depth 2)…
-    let want: Vec<u32> = std::iter::once(0).chain((2..=1_000).map(|i| 1_001 - i)).collect();
+    let want: Vec<u32> = std::iter::once(0)
+        .chain((2..=1_000).map(|i| 1_001 - i))
+        .collect();
     if depths != want {
         return Err("1,000-cycle: depths wrong".into());
     }
@@ -432,7 +447,9 @@ async fn fixed_scenarios<F: StoreFactory>(factory: &F) -> Result<(), String> {
     }
     let last = t.nodes.last().map(|n| n.entry.id());
     if last != Some(EventId(10_000)) {
-        return Err(format!("10,050-wide: last node {last:?}, want the oldest 9,999 replies"));
+        return Err(format!(
+            "10,050-wide: last node {last:?}, want the oldest 9,999 replies"
+        ));
     }
     Ok(())
 }

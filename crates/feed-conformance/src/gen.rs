@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use feed_core::{
-    BucketWidth, ContentHash, Did, Embedding, EventId, EventType, FeedEvent, Filter,
-    EMBEDDING_DIM,
+    BucketWidth, ContentHash, Did, Embedding, EventId, EventType, FeedEvent, Filter, EMBEDDING_DIM,
 };
 use proptest::prelude::*;
 
@@ -57,6 +56,9 @@ const CONTENTS: [&str; 5] = ["hello", "hello world", "", "zürich ☃ 東京", "
 pub enum ParentRef {
     /// An id already handed out, `n` steps back (modulo).
     Back(u8),
+    /// Id `1 + n` (modulo the ids handed out): early events are targeted
+    /// again and again (repeated reactions, several edits of one post).
+    Abs(u8),
     /// An id that will be handed out `n` (1..=4) events from now.
     Forward(u8),
 }
@@ -125,6 +127,7 @@ impl fmt::Debug for GenEvent {
         match self.parent {
             Some(ParentRef::Back(n)) => write!(f, " parent=back{n}")?,
             Some(ParentRef::Forward(n)) => write!(f, " parent=fwd{n}")?,
+            Some(ParentRef::Abs(n)) => write!(f, " parent=abs{n}")?,
             None => {}
         }
         if !self.tags.is_empty() {
@@ -199,10 +202,11 @@ impl GenFilter {
                 .as_ref()
                 .map(|v| v.iter().map(|&i| did(i)).collect()),
             types: self.types.clone(),
-            tags: self
-                .tags
-                .as_ref()
-                .map(|v| v.iter().map(|&i| QUERY_TAGS[i as usize].to_string()).collect()),
+            tags: self.tags.as_ref().map(|v| {
+                v.iter()
+                    .map(|&i| QUERY_TAGS[i as usize].to_string())
+                    .collect()
+            }),
             mentions: self
                 .mentions
                 .as_ref()
@@ -243,7 +247,8 @@ fn kind() -> impl Strategy<Value = EventType> {
 
 fn parent_ref() -> impl Strategy<Value = ParentRef> {
     prop_oneof![
-        3 => (0u8..12).prop_map(ParentRef::Back),
+        2 => (0u8..12).prop_map(ParentRef::Back),
+        2 => (0u8..6).prop_map(ParentRef::Abs),
         1 => (1u8..=4).prop_map(ParentRef::Forward),
     ]
 }
@@ -395,10 +400,26 @@ impl Realiser {
                 }
             }
             ParentRef::Forward(n) => id + n as u64,
+            ParentRef::Abs(n) => {
+                // Reactions and edits aim at the n-th post, so that one post
+                // collects repeated reactions and several edits.
+                let posts: Vec<u64> = self
+                    .produced
+                    .iter()
+                    .filter(|e| e.kind == EventType::Post)
+                    .map(|e| e.id.0)
+                    .collect();
+                match g.kind {
+                    EventType::Reaction | EventType::Edit if !posts.is_empty() => {
+                        posts[n as usize % posts.len().min(3)]
+                    }
+                    _ => 1 + n as u64 % (id - 1).max(1) + u64::from(id == 1),
+                }
+            }
         });
         let mut author = self.promised.remove(&id).unwrap_or(g.author);
         // An edit or delete of an earlier event by its own author, mostly.
-        if let (Some(ParentRef::Back(_)), Some(p)) = (g.parent, parent) {
+        if let (Some(ParentRef::Back(_) | ParentRef::Abs(_)), Some(p)) = (g.parent, parent) {
             if g.adopt && matches!(g.kind, EventType::Edit | EventType::Delete) {
                 if let Some(t) = self.produced.iter().find(|e| e.id.0 == p) {
                     author = (0..WRITERS).find(|&i| did(i) == t.author).unwrap_or(author);
@@ -423,7 +444,11 @@ impl Realiser {
             content_hash: hash,
             content,
             parent: parent.map(EventId),
-            tags: g.tags.iter().map(|&i| TAGS[i as usize].to_string()).collect(),
+            tags: g
+                .tags
+                .iter()
+                .map(|&i| TAGS[i as usize].to_string())
+                .collect(),
             mentions: g.mentions.iter().map(|&i| did(i)).collect(),
             embedding: g.embed.map(embedding),
         };
@@ -467,14 +492,12 @@ impl Realiser {
             }
             Fault::ManyTags => ev.tags = (0..33).map(|i| format!("t{i}")).collect(),
             Fault::ManyMentions => ev.mentions = (0..65).map(|i| did(i % 4)).collect(),
-            Fault::BadTag(k) => ev.tags.push(
-                match k % 4 {
-                    0 => String::new(),
-                    1 => "two words".into(),
-                    2 => "#hash".into(),
-                    _ => "y".repeat(65),
-                },
-            ),
+            Fault::BadTag(k) => ev.tags.push(match k % 4 {
+                0 => String::new(),
+                1 => "two words".into(),
+                2 => "#hash".into(),
+                _ => "y".repeat(65),
+            }),
             Fault::OwnParent => ev.parent = Some(ev.id),
             Fault::NoParent => ev.parent = None,
             Fault::SelfFollow => {

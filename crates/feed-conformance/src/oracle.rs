@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use feed_core::{
-    BucketWidth, ContentHash, Counts, Cursor, Did, Entry, ErrorCode, EventId, EventType,
-    EventView, FeedEvent, Filter, Thread, ThreadNode,
+    BucketWidth, ContentHash, Counts, Cursor, Did, Entry, ErrorCode, EventId, EventType, EventView,
+    FeedEvent, Filter, Thread, ThreadNode,
 };
 
 /// Expected outcome of one appended event.
@@ -44,7 +44,10 @@ fn rule_check(ev: &FeedEvent, now: i64) -> Result<FeedEvent, ErrorCode> {
     let mut tags = Vec::new();
     for t in &ev.tags {
         let lower = t.to_lowercase();
-        if t.is_empty() || t.starts_with('#') || t.chars().any(char::is_whitespace) || lower.len() > 64
+        if t.is_empty()
+            || t.starts_with('#')
+            || t.chars().any(char::is_whitespace)
+            || lower.len() > 64
         {
             return Err(BadField);
         }
@@ -96,7 +99,7 @@ fn rule_check(ev: &FeedEvent, now: i64) -> Result<FeedEvent, ErrorCode> {
 }
 
 fn newest_first(mut v: Vec<&FeedEvent>) -> Vec<&FeedEvent> {
-    v.sort_by(|a, b| (b.ts, b.id).cmp(&(a.ts, a.id)));
+    v.sort_by_key(|e| std::cmp::Reverse((e.ts, e.id)));
     v
 }
 
@@ -260,7 +263,9 @@ impl Oracle {
         who.push(*did);
         let posts = self
             .live()
-            .filter(|e| e.kind == EventType::Post && who.contains(&e.author) && before_ok(e, before))
+            .filter(|e| {
+                e.kind == EventType::Post && who.contains(&e.author) && before_ok(e, before)
+            })
             .collect();
         self.views(posts, limit.min(500))
     }
@@ -341,8 +346,10 @@ impl Oracle {
         if !keep.contains(&root.id) {
             return Thread::default();
         }
-        let mut nodes: Vec<(&FeedEvent, u32)> =
-            tree.into_iter().filter(|(e, _)| keep.contains(&e.id)).collect();
+        let mut nodes: Vec<(&FeedEvent, u32)> = tree
+            .into_iter()
+            .filter(|(e, _)| keep.contains(&e.id))
+            .collect();
         nodes.sort_by_key(|(e, d)| (*d, e.ts, e.id));
         let truncated = nodes.len() > THREAD_CAP;
         nodes.truncate(THREAD_CAP);
@@ -421,12 +428,10 @@ impl Oracle {
             && f.authors.as_ref().is_none_or(|l| l.contains(&e.author))
             && f.types.as_ref().is_none_or(|l| l.contains(&e.kind))
             && f.tags.as_ref().is_none_or(|l| l.iter().any(tag_hit))
-            && f
-                .mentions
+            && f.mentions
                 .as_ref()
                 .is_none_or(|l| topical(e) && l.iter().any(|m| e.mentions.contains(m)))
-            && f
-                .parents
+            && f.parents
                 .as_ref()
                 .is_none_or(|l| e.parent.is_some_and(|p| l.contains(&p)))
             && f.since.is_none_or(|s| e.ts >= s)

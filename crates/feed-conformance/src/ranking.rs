@@ -11,19 +11,31 @@ pub const SCORE_TOLERANCE: f32 = 1e-5;
 /// like the reference, at each rank an id whose reference score is within
 /// tolerance of the reference's score at that rank, and exact score ties
 /// ordered by ascending id.
-pub fn compare_ranked(all: &[(EventId, f32)], got: &[(EventId, f32)], k: usize) -> Result<(), String> {
+pub fn compare_ranked(
+    all: &[(EventId, f32)],
+    got: &[(EventId, f32)],
+    k: usize,
+) -> Result<(), String> {
     let mut want = all.to_vec();
     want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     want.truncate(k);
     if got.len() != want.len() {
-        return Err(format!("{} hits, want {}\n  want: {want:?}\n  got:  {got:?}", got.len(), want.len()));
+        return Err(format!(
+            "{} hits, want {}\n  want: {want:?}\n  got:  {got:?}",
+            got.len(),
+            want.len()
+        ));
     }
     for (rank, ((gid, gscore), (_, wscore))) in got.iter().zip(&want).enumerate() {
         let Some((_, ref_score)) = all.iter().find(|(id, _)| id == gid) else {
-            return Err(format!("rank {rank}: {gid} is not a candidate\n  want: {want:?}\n  got:  {got:?}"));
+            return Err(format!(
+                "rank {rank}: {gid} is not a candidate\n  want: {want:?}\n  got:  {got:?}"
+            ));
         };
         if (gscore - ref_score).abs() > SCORE_TOLERANCE {
-            return Err(format!("rank {rank}: {gid} scored {gscore}, reference {ref_score}"));
+            return Err(format!(
+                "rank {rank}: {gid} scored {gscore}, reference {ref_score}"
+            ));
         }
         if (ref_score - wscore).abs() > SCORE_TOLERANCE {
             return Err(format!("rank {rank}: {gid} (score {ref_score}) where the reference has score {wscore}\n  want: {want:?}\n  got:  {got:?}"));

@@ -128,7 +128,13 @@ fn filter_gen() -> impl Strategy<Value = VecFilterGen> {
 }
 
 fn vec_ops() -> impl Strategy<Value = Vec<VecOp>> {
-    let row = (0u8..40, proptest::bool::weighted(0.8), 0u8..4, 0u8..12, 0u8..24);
+    let row = (
+        0u8..40,
+        proptest::bool::weighted(0.8),
+        0u8..4,
+        0u8..12,
+        0u8..24,
+    );
     let op = prop_oneof![
         4 => proptest::collection::vec(row, 1..12).prop_map(VecOp::Upsert),
         1 => proptest::collection::vec(0u8..40, 1..5).prop_map(VecOp::Remove),
@@ -203,14 +209,22 @@ async fn run_ops<F: IndexFactory>(factory: &F, ops: &[VecOp]) -> Result<(), Stri
                 for r in &recs {
                     model.insert(r.id, (r.kind, r.author, r.ts, r.vector.clone()));
                 }
-                index.upsert(recs).await.map_err(err("upsert")).map_err(ctx)?;
+                index
+                    .upsert(recs)
+                    .await
+                    .map_err(err("upsert"))
+                    .map_err(ctx)?;
             }
             VecOp::Remove(ids) => {
                 let ids: Vec<EventId> = ids.iter().map(|&i| EventId(i as u64 + 1)).collect();
                 for id in &ids {
                     model.remove(id);
                 }
-                index.remove(&ids).await.map_err(err("remove")).map_err(ctx)?;
+                index
+                    .remove(&ids)
+                    .await
+                    .map_err(err("remove"))
+                    .map_err(ctx)?;
             }
             VecOp::Search(q, f, k) => {
                 check_search(&index, &model, &seeded_vector(*q), &f.filter(), *k as usize)
@@ -219,7 +233,11 @@ async fn run_ops<F: IndexFactory>(factory: &F, ops: &[VecOp]) -> Result<(), Stri
             }
             VecOp::Reopen => {
                 index.flush().await.map_err(err("flush")).map_err(ctx)?;
-                index = factory.reopen(index).await.map_err(err("reopen")).map_err(ctx)?;
+                index = factory
+                    .reopen(index)
+                    .await
+                    .map_err(err("reopen"))
+                    .map_err(ctx)?;
             }
         }
         let ids = index.ids().await.map_err(err("ids")).map_err(ctx)?;
@@ -231,9 +249,15 @@ async fn run_ops<F: IndexFactory>(factory: &F, ops: &[VecOp]) -> Result<(), Stri
         if len != model.len() {
             return Err(ctx(format!("len() {len}, want {}", model.len())));
         }
-        check_search(&index, &model, &seeded_vector(0), &VectorFilter::default(), 10)
-            .await
-            .map_err(ctx)?;
+        check_search(
+            &index,
+            &model,
+            &seeded_vector(0),
+            &VectorFilter::default(),
+            10,
+        )
+        .await
+        .map_err(ctx)?;
     }
     Ok(())
 }
@@ -247,7 +271,8 @@ pub fn vector_index_suite<F: IndexFactory>(factory: &F, cases: u32) -> Result<()
         ..Config::default()
     });
     match runner.run(&vec_ops(), |ops| {
-        rt.block_on(run_ops(factory, &ops)).map_err(TestCaseError::fail)
+        rt.block_on(run_ops(factory, &ops))
+            .map_err(TestCaseError::fail)
     }) {
         Ok(()) => Ok(()),
         Err(TestError::Fail(why, ops)) => Err(format!(
@@ -309,9 +334,27 @@ pub fn vector_recall(
         };
         let filters = [
             (1.0, VectorFilter::default()),
-            (0.5, VectorFilter { authors: Some((0..50).map(author).collect()), ..Default::default() }),
-            (0.1, VectorFilter { authors: Some((0..10).map(author).collect()), ..Default::default() }),
-            (0.01, VectorFilter { authors: Some(vec![author(7)]), ..Default::default() }),
+            (
+                0.5,
+                VectorFilter {
+                    authors: Some((0..50).map(author).collect()),
+                    ..Default::default()
+                },
+            ),
+            (
+                0.1,
+                VectorFilter {
+                    authors: Some((0..10).map(author).collect()),
+                    ..Default::default()
+                },
+            ),
+            (
+                0.01,
+                VectorFilter {
+                    authors: Some(vec![author(7)]),
+                    ..Default::default()
+                },
+            ),
         ];
         let mut rng = Rng::new(7);
         let qs: Vec<Embedding> = (0..queries)

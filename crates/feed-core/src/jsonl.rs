@@ -102,7 +102,12 @@ pub fn parse_object(obj: &Map<String, Value>) -> Result<FeedEvent, Rejection> {
         .ok_or_else(|| bad("author", "is required"))?
         .as_str()
         .and_then(Did::parse)
-        .ok_or_else(|| bad("author", "must be 64 hex characters or did:libertaria:<hex>"))?;
+        .ok_or_else(|| {
+            bad(
+                "author",
+                "must be 64 hex characters or did:libertaria:<hex>",
+            )
+        })?;
     let ts = opt(obj, "ts")
         .ok_or_else(|| bad("ts", "is required"))?
         .as_i64()

@@ -377,7 +377,10 @@ impl EventStore for MemoryEventStore {
 
     async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
         let st = self.read();
-        let v = View { st: &st, store: self };
+        let v = View {
+            st: &st,
+            store: self,
+        };
         Ok(v.stored(id).map(|e| v.entry(e)))
     }
 
@@ -387,7 +390,10 @@ impl EventStore for MemoryEventStore {
 
     async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
         let st = self.read();
-        let v = View { st: &st, store: self };
+        let v = View {
+            st: &st,
+            store: self,
+        };
         let Some(ev) = v.live(id) else {
             return Ok(Vec::new());
         };
@@ -407,7 +413,10 @@ impl EventStore for MemoryEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let st = self.read();
-        let v = View { st: &st, store: self };
+        let v = View {
+            st: &st,
+            store: self,
+        };
         let mut authors = v.following(did);
         authors.insert(*did);
         let merged: BTreeSet<(i64, EventId)> = authors
@@ -432,7 +441,10 @@ impl EventStore for MemoryEventStore {
         limit: usize,
     ) -> Result<Vec<EventView>, StoreError> {
         let st = self.read();
-        let v = View { st: &st, store: self };
+        let v = View {
+            st: &st,
+            store: self,
+        };
         let Some(idx) = st.by_author.get(did) else {
             return Ok(Vec::new());
         };
@@ -450,12 +462,20 @@ impl EventStore for MemoryEventStore {
 
     async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
         let st = self.read();
-        Ok(View { st: &st, store: self }.thread(id))
+        Ok(View {
+            st: &st,
+            store: self,
+        }
+        .thread(id))
     }
 
     async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
         let st = self.read();
-        Ok(View { st: &st, store: self }.counts(id))
+        Ok(View {
+            st: &st,
+            store: self,
+        }
+        .counts(id))
     }
 
     async fn tag(
@@ -465,7 +485,10 @@ impl EventStore for MemoryEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let st = self.read();
-        let v = View { st: &st, store: self };
+        let v = View {
+            st: &st,
+            store: self,
+        };
         let key = if self.has(Bug::TagCaseSensitive) {
             tag.strip_prefix('#').unwrap_or(tag).to_owned()
         } else {
@@ -484,7 +507,10 @@ impl EventStore for MemoryEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let st = self.read();
-        let v = View { st: &st, store: self };
+        let v = View {
+            st: &st,
+            store: self,
+        };
         let Some(idx) = st.by_mention.get(did) else {
             return Ok(Vec::new());
         };
@@ -493,17 +519,32 @@ impl EventStore for MemoryEventStore {
 
     async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let st = self.read();
-        Ok(View { st: &st, store: self }.following(did).into_iter().collect())
+        Ok(View {
+            st: &st,
+            store: self,
+        }
+        .following(did)
+        .into_iter()
+        .collect())
     }
 
     async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let st = self.read();
-        Ok(View { st: &st, store: self }.followers(did).into_iter().collect())
+        Ok(View {
+            st: &st,
+            store: self,
+        }
+        .followers(did)
+        .into_iter()
+        .collect())
     }
 
     async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
         let st = self.read();
-        let v = View { st: &st, store: self };
+        let v = View {
+            st: &st,
+            store: self,
+        };
         Ok(v.newest_first(
             st.by_time.iter(),
             None,
@@ -518,12 +559,14 @@ impl EventStore for MemoryEventStore {
         width: BucketWidth,
     ) -> Result<Vec<Bucket>, StoreError> {
         let st = self.read();
-        let v = View { st: &st, store: self };
+        let v = View {
+            st: &st,
+            store: self,
+        };
         let mut counts: std::collections::BTreeMap<(i64, EventType), u64> = Default::default();
         for (_, id) in &st.by_time {
             let Some(e) = v.stored(*id) else { continue };
-            if (!self.has(Bug::DeletedInBuckets) && v.is_deleted(e)) || !filter_matches(filter, e)
-            {
+            if (!self.has(Bug::DeletedInBuckets) && v.is_deleted(e)) || !filter_matches(filter, e) {
                 continue;
             }
             *counts.entry((width.start_of(e.ts), e.kind)).or_default() += 1;
@@ -536,7 +579,10 @@ impl EventStore for MemoryEventStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let st = self.read();
-        let v = View { st: &st, store: self };
+        let v = View {
+            st: &st,
+            store: self,
+        };
         let mut s = StoreStats {
             stored: st.events.len() as u64,
             ..StoreStats::default()

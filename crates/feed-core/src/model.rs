@@ -219,7 +219,11 @@ impl Embedding {
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             return Err(EmbeddingError::NotFinite(i));
         }
-        let norm = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+        let norm = v
+            .iter()
+            .map(|&x| (x as f64) * (x as f64))
+            .sum::<f64>()
+            .sqrt();
         if norm == 0.0 {
             return Err(EmbeddingError::AllZero);
         }

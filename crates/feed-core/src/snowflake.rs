@@ -81,7 +81,9 @@ impl SnowflakeGenerator {
 
 /// Builds an id from its parts.
 pub fn compose(millis: u64, node: u64, seq: u64) -> u64 {
-    (millis << (NODE_BITS + SEQUENCE_BITS)) | ((node & MAX_NODE as u64) << SEQUENCE_BITS) | (seq & MAX_SEQ)
+    (millis << (NODE_BITS + SEQUENCE_BITS))
+        | ((node & MAX_NODE as u64) << SEQUENCE_BITS)
+        | (seq & MAX_SEQ)
 }
 
 /// The Unix milliseconds of an id.
@@ -140,7 +142,10 @@ mod tests {
             assert!(ids.iter().all(|id| (id >> 12) & 0x3ff == 42));
             all.extend(ids);
         }
-        assert!(calls.load(Ordering::Relaxed) > 600_000, "clock step-back was exercised");
+        assert!(
+            calls.load(Ordering::Relaxed) > 600_000,
+            "clock step-back was exercised"
+        );
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 1_000_000);

@@ -255,7 +255,10 @@ pub fn normalise_tag(tag: &str) -> Result<String, Rejection> {
     if lower.len() > MAX_TAG_BYTES {
         return Err(bad(
             "tags",
-            format_args!("a tag is at most {MAX_TAG_BYTES} bytes, got {}", lower.len()),
+            format_args!(
+                "a tag is at most {MAX_TAG_BYTES} bytes, got {}",
+                lower.len()
+            ),
         ));
     }
     Ok(lower)
