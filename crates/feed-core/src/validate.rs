@@ -371,3 +371,84 @@ pub fn filter_matches(f: &Filter, ev: &FeedEvent) -> bool {
         && f.since.is_none_or(|s| ev.ts >= s)
         && f.until.is_none_or(|u| ev.ts <= u)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post() -> FeedEvent {
+        FeedEvent::new(EventId(7), EventType::Post, Did([1; 32]), 1_000, "hi")
+    }
+
+    fn code_field(ev: FeedEvent) -> (ErrorCode, Option<&'static str>) {
+        let r = validate(ev, 0).expect_err("must be rejected");
+        (r.code, r.field)
+    }
+
+    #[test]
+    fn rejections_name_their_field() {
+        assert_eq!(
+            code_field(post().with_tags(["two words"])),
+            (ErrorCode::BadField, Some("tags"))
+        );
+        assert_eq!(
+            code_field(post().with_parent(EventId(7))),
+            (ErrorCode::BadField, Some("parent"))
+        );
+        let mut e = post();
+        e.kind = EventType::Follow;
+        assert_eq!(code_field(e), (ErrorCode::BadField, Some("mentions")));
+        let mut e = post();
+        e.content_hash = ContentHash::of("other");
+        assert_eq!(code_field(e), (ErrorCode::BadHash, Some("content_hash")));
+        let mut e = post();
+        e.ts = MAX_FUTURE_NS + 1;
+        assert_eq!(code_field(e), (ErrorCode::FutureTs, Some("ts")));
+    }
+
+    #[test]
+    fn tags_are_lowercased_and_checked_after() {
+        let ok = validate(post().with_tags(["RuSt", "CAFÉ"]), 0).expect("valid");
+        assert_eq!(ok.tags, vec!["rust", "café"]);
+        assert!(validate(post().with_tags(["#rust"]), 0).is_err());
+        assert!(validate(post().with_tags(["x".repeat(64)]), 0).is_ok());
+        assert!(validate(post().with_tags(["x".repeat(65)]), 0).is_err());
+    }
+
+    #[test]
+    fn the_future_limit_is_3630_seconds() {
+        let mut e = post();
+        e.ts = MAX_FUTURE_NS;
+        assert!(validate(e, 0).is_ok());
+    }
+
+    #[test]
+    fn buckets_floor_before_1970() {
+        assert_eq!(BucketWidth::Minute.start_of(-1), -60_000_000_000);
+        assert_eq!(BucketWidth::Minute.start_of(59_999_999_999), 0);
+        assert_eq!(
+            BucketWidth::Day.start_of(86_400_000_000_000),
+            86_400_000_000_000
+        );
+    }
+
+    #[test]
+    fn embeddings_are_checked_and_normalised_once() {
+        use crate::model::EmbeddingError;
+        assert_eq!(
+            Embedding::new(vec![1.0; 3]),
+            Err(EmbeddingError::WrongLength(3))
+        );
+        assert_eq!(
+            Embedding::new(vec![0.0; EMBEDDING_DIM]),
+            Err(EmbeddingError::AllZero)
+        );
+        let mut v = vec![0.0; EMBEDDING_DIM];
+        v[3] = f32::INFINITY;
+        assert_eq!(Embedding::new(v), Err(EmbeddingError::NotFinite(3)));
+        let e = Embedding::new(vec![3.0; EMBEDDING_DIM]).expect("valid");
+        let again = Embedding::new(e.as_slice().to_vec()).expect("valid");
+        assert_eq!(e, again);
+        assert!((e.cosine(&again) - 1.0).abs() < 1e-6);
+    }
+}
