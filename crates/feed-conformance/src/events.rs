@@ -10,7 +10,7 @@ use feed_core::{
     AppendStatus, Cursor, Did, Entry, EventId, EventStore, EventType, EventView, FeedEvent,
     FeedStore, MemoryVectorIndex, SearchQuery, StoreError, VectorFilter,
 };
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRng, TestRunner};
 
 use crate::gen::{self, did, Op, Realiser, Scenario, QUERY_TAGS, TS_SLOTS};
 use crate::oracle::{Expect, Oracle};
@@ -38,6 +38,8 @@ pub struct SuiteConfig {
     pub max_shrink_iters: u32,
     /// Also run the large fixed scenarios (deep, wide and cyclic threads).
     pub fixed_scenarios: bool,
+    /// Use proptest's fixed seed instead of a random one (reproducible runs).
+    pub deterministic: bool,
 }
 
 impl Default for SuiteConfig {
@@ -49,6 +51,7 @@ impl Default for SuiteConfig {
                 .unwrap_or(256),
             max_shrink_iters: 2_000,
             fixed_scenarios: true,
+            deterministic: false,
         }
     }
 }
@@ -64,12 +67,18 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 /// Runs the suite; `Err` carries the failure and the minimal scenario.
 pub fn event_store_suite<F: StoreFactory>(factory: &F, cfg: &SuiteConfig) -> Result<(), String> {
     let rt = runtime();
-    let mut runner = TestRunner::new(Config {
+    let config = Config {
         cases: cfg.cases,
         max_shrink_iters: cfg.max_shrink_iters,
         failure_persistence: None,
         ..Config::default()
-    });
+    };
+    let mut runner = if cfg.deterministic {
+        let rng = TestRng::deterministic_rng(config.rng_algorithm);
+        TestRunner::new_with_rng(config, rng)
+    } else {
+        TestRunner::new(config)
+    };
     let result = runner.run(&gen::scenario(), |sc| {
         rt.block_on(run_scenario(factory, &sc))
             .map_err(TestCaseError::fail)

@@ -236,7 +236,7 @@ pub struct Scenario {
 fn kind() -> impl Strategy<Value = EventType> {
     prop_oneof![
         5 => Just(EventType::Post),
-        2 => Just(EventType::Reaction),
+        3 => Just(EventType::Reaction),
         2 => Just(EventType::Follow),
         1 => Just(EventType::Mention),
         1 => Just(EventType::Hashtag),
@@ -411,7 +411,7 @@ impl Realiser {
                     .collect();
                 match g.kind {
                     EventType::Reaction | EventType::Edit if !posts.is_empty() => {
-                        posts[n as usize % posts.len().min(3)]
+                        posts[n as usize % posts.len().min(2)]
                     }
                     _ => 1 + n as u64 % (id - 1).max(1) + u64::from(id == 1),
                 }

@@ -4,6 +4,7 @@
 //! - [`validate`]: the SPEC's rules and error codes;
 //! - [`jsonl`]: the JSON Lines interchange;
 //! - [`snowflake`]: id generation;
+//! - [`thread`]: thread shaping shared by backends;
 //! - [`traits`]: [`EventStore`], [`VectorIndex`], [`Embedder`];
 //! - [`memory`], [`memvec`]: in-memory backends;
 //! - [`facade`]: [`FeedStore`], which owns the write path and search.
@@ -14,6 +15,7 @@ pub mod memory;
 pub mod memvec;
 pub mod model;
 pub mod snowflake;
+pub mod thread;
 pub mod traits;
 pub mod validate;
 

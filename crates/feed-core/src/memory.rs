@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::model::*;
+use crate::thread::{pick_thread_nodes, ReachedNode};
 use crate::traits::{EventStore, StoreError};
 use crate::validate::*;
 
@@ -276,32 +277,26 @@ impl<'a> View<'a> {
             return Thread::default();
         };
         let nodes = self.reach(root);
-        let live: Vec<bool> = nodes.iter().map(|(e, _, _)| !self.is_deleted(e)).collect();
-        // A node is shown if it is live or has a shown node below it;
-        // children come after their parent in BFS order.
-        let mut shown = live.clone();
-        for i in (1..nodes.len()).rev() {
-            if shown[i] {
-                shown[nodes[i].2] = true;
-            }
-        }
-        if !shown[0] {
-            return Thread::default();
-        }
-        let mut picked: Vec<usize> = (0..nodes.len()).filter(|&i| shown[i]).collect();
-        picked.sort_by_key(|&i| (nodes[i].1, nodes[i].0.ts, nodes[i].0.id));
-        let truncated = picked.len() > MAX_THREAD_NODES;
-        picked.truncate(MAX_THREAD_NODES);
-        picked[1..].sort_by_key(|&i| (nodes[i].0.ts, nodes[i].0.id));
+        let reached: Vec<ReachedNode> = nodes
+            .iter()
+            .map(|(e, depth, _)| ReachedNode {
+                id: e.id,
+                parent: e.parent,
+                depth: *depth,
+                ts: e.ts,
+                live: !self.is_deleted(e),
+            })
+            .collect();
+        let (picked, truncated) = pick_thread_nodes(&reached);
         Thread {
             nodes: picked
                 .into_iter()
                 .map(|i| ThreadNode {
-                    depth: nodes[i].1,
-                    entry: if live[i] {
+                    depth: reached[i].depth,
+                    entry: if reached[i].live {
                         Entry::Live(self.view(nodes[i].0))
                     } else {
-                        Entry::Deleted(nodes[i].0.id)
+                        Entry::Deleted(reached[i].id)
                     },
                 })
                 .collect(),
