@@ -1,0 +1,245 @@
+//! feed-sqlite-lite: the lite profile's [`EventStore`] on SQLite.
+//!
+//! One file, `events.sqlite`, in the store directory; WAL journal; one
+//! transaction per batch; every value a bound parameter. DIDs and tags are
+//! numbered once (`dids`, `tag_names`) so indexes hold small integers, not
+//! 32-byte keys. Derived state is kept current at ingest: a `deleted` flag
+//! on each event (also when the delete arrived first) and the live follow
+//! edges. See the crate README for durability and memory settings.
+
+mod schema;
+mod sql;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use rusqlite::Connection;
+
+use feed_core::{
+    AppendStatus, Bucket, BucketWidth, Counts, Cursor, Did, Entry, EventId, EventStore, EventView,
+    FeedEvent, Filter, StoreError, StoreStats, Thread,
+};
+
+/// How hard a commit pushes data to the disk (SQLite's `synchronous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// `NORMAL` (default): in WAL mode a commit survives a process crash
+    /// (SIGKILL); the last commits before a power cut may be lost, the store
+    /// is never corrupted.
+    #[default]
+    Normal,
+    /// `FULL`: every commit is fsynced; survives power loss too.
+    Full,
+}
+
+/// Tuning for small devices.
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// Commit durability.
+    pub sync: SyncMode,
+    /// Page cache, KiB (default 2048).
+    pub cache_kib: u32,
+    /// Largest memory-mapped view of the file, bytes (default 8 MiB).
+    pub mmap_bytes: u64,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            sync: SyncMode::Normal,
+            cache_kib: 2048,
+            mmap_bytes: 8 << 20,
+        }
+    }
+}
+
+/// The file inside a store directory.
+pub const DB_FILE: &str = "events.sqlite";
+
+/// An [`EventStore`] on SQLite.
+pub struct SqliteEventStore {
+    conn: Arc<Mutex<Option<Connection>>>,
+    dir: PathBuf,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if needed) the store in directory `dir`.
+    pub fn open(dir: &Path, config: &SqliteConfig) -> Result<SqliteEventStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            context: format!("creating {}", dir.display()),
+            source: e,
+        })?;
+        let conn = schema::open(&dir.join(DB_FILE), config)?;
+        Ok(SqliteEventStore {
+            conn: Arc::new(Mutex::new(Some(conn))),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` on the connection off the async threads.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, sql::LiteError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave SQLite half-way:
+            // an open transaction rolls back when dropped.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let c = guard.as_mut().ok_or(StoreError::Closed)?;
+            f(c).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+        self.run(move |c| sql::append(c, batch)).await
+    }
+
+    async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
+        self.run(move |c| sql::get(c, id)).await
+    }
+
+    async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
+        self.run(move |c| Ok(sql::load(c, id)?.map(|r| r.ev))).await
+    }
+
+    async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
+        self.run(move |c| sql::versions(c, id)).await
+    }
+
+    async fn timeline(
+        &self,
+        did: &Did,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let did = *did;
+        self.run(move |c| sql::timeline(c, &did, limit, before))
+            .await
+    }
+
+    async fn author_feed(
+        &self,
+        did: &Did,
+        since: Option<i64>,
+        until: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let did = *did;
+        self.run(move |c| sql::author_feed(c, &did, since, until, limit))
+            .await
+    }
+
+    async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
+        self.run(move |c| sql::thread(c, id)).await
+    }
+
+    async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
+        self.run(move |c| sql::counts(c, id)).await
+    }
+
+    async fn tag(
+        &self,
+        tag: &str,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let tag = feed_core::query_tag(tag);
+        self.run(move |c| sql::tag(c, &tag, limit, before)).await
+    }
+
+    async fn mentions(
+        &self,
+        did: &Did,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let did = *did;
+        self.run(move |c| sql::mentions(c, &did, limit, before))
+            .await
+    }
+
+    async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
+        let did = *did;
+        self.run(move |c| sql::follows(c, &did, true)).await
+    }
+
+    async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
+        let did = *did;
+        self.run(move |c| sql::follows(c, &did, false)).await
+    }
+
+    async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
+        let f = filter.clone();
+        self.run(move |c| sql::query(c, &f)).await
+    }
+
+    async fn buckets(
+        &self,
+        filter: &Filter,
+        width: BucketWidth,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        let f = filter.clone();
+        self.run(move |c| sql::buckets(c, &f, width)).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let dir = self.dir.clone();
+        self.run(move |c| sql::stats(c, &dir)).await
+    }
+
+    fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>> {
+        // Pages of 512 events by arrival number, so memory stays bounded.
+        stream::unfold(Some(i64::MIN), move |after| async move {
+            let after = after?;
+            let page = self.run(move |c| sql::export_page(c, after, 512)).await;
+            match page {
+                Err(e) => Some((vec![Err(e)], None)),
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let next = rows.last().map(|(seq, _)| *seq);
+                    Some((rows.into_iter().map(|(_, e)| Ok(e)).collect(), next))
+                }
+            }
+        })
+        .flat_map(stream::iter)
+        .boxed()
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every append commits; with SyncMode::Normal a checkpoint makes the
+        // WAL's content part of the main file.
+        self.run(|c| {
+            c.execute_batch("PRAGMA wal_checkpoint(PASSIVE);")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = guard.take() {
+                c.close()
+                    .map_err(|(_, e)| StoreError::Backend(e.to_string()))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
+    }
+}

@@ -1,0 +1,99 @@
+//! Opening the database: pragmas and schema.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use feed_core::StoreError;
+
+use crate::sql::LiteError;
+use crate::{SqliteConfig, SyncMode};
+
+/// Schema version in `PRAGMA user_version`.
+const VERSION: i64 = 1;
+
+/// Ids and parents are u64; they are stored as `id ^ 2^63` so that SQLite's
+/// signed integer order equals the unsigned order.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS dids (
+    n   INTEGER PRIMARY KEY,
+    did BLOB NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS tag_names (
+    n   INTEGER PRIMARY KEY,
+    tag TEXT NOT NULL UNIQUE
+);
+-- One row per stored event; rowid `seq` is the arrival order.
+CREATE TABLE IF NOT EXISTS events (
+    seq      INTEGER PRIMARY KEY,
+    id       INTEGER NOT NULL UNIQUE,
+    kind     INTEGER NOT NULL,
+    author   INTEGER NOT NULL,
+    ts       INTEGER NOT NULL,
+    parent   INTEGER,
+    hash     BLOB NOT NULL,
+    content  TEXT,
+    tags     TEXT,      -- space-separated (tags hold no whitespace)
+    mentions BLOB,      -- concatenated 32-byte DIDs
+    deleted  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS ev_time   ON events(ts, id);
+CREATE INDEX IF NOT EXISTS ev_author ON events(author, kind, ts, id);
+CREATE INDEX IF NOT EXISTS ev_parent ON events(parent, kind) WHERE parent IS NOT NULL;
+CREATE TABLE IF NOT EXISTS embeddings (
+    seq INTEGER PRIMARY KEY,   -- events.seq
+    v   BLOB NOT NULL          -- 384 little-endian f32
+);
+-- Posts, mention and hashtag events by tag and by mentioned DID.
+CREATE TABLE IF NOT EXISTS tag_index (
+    tag INTEGER NOT NULL, ts INTEGER NOT NULL, id INTEGER NOT NULL,
+    PRIMARY KEY (tag, ts, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mention_index (
+    did INTEGER NOT NULL, ts INTEGER NOT NULL, id INTEGER NOT NULL,
+    PRIMARY KEY (did, ts, id)
+) WITHOUT ROWID;
+-- Live follow events as edges.
+CREATE TABLE IF NOT EXISTS follows (
+    follower INTEGER NOT NULL, followee INTEGER NOT NULL, event INTEGER NOT NULL,
+    PRIMARY KEY (follower, followee, event)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS follows_rev ON follows(followee, follower);
+CREATE INDEX IF NOT EXISTS follows_event ON follows(event);
+";
+
+pub(crate) fn open(path: &Path, cfg: &SqliteConfig) -> Result<Connection, StoreError> {
+    let inner = || -> Result<Connection, LiteError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // Fails with NOTADB on a file that is not a database.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match cfg.sync {
+                SyncMode::Normal => "NORMAL",
+                SyncMode::Full => "FULL",
+            },
+        )?;
+        conn.pragma_update(None, "cache_size", -(cfg.cache_kib as i64))?;
+        conn.pragma_update(None, "mmap_size", cfg.mmap_bytes as i64)?;
+        conn.pragma_update(None, "temp_store", "FILE")?;
+        conn.set_prepared_statement_cache_capacity(48);
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > VERSION {
+            return Err(LiteError::Store(StoreError::Corrupt(format!(
+                "{} has schema version {version}, this build knows {VERSION}",
+                path.display()
+            ))));
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", VERSION)?;
+        Ok(conn)
+    };
+    inner().map_err(StoreError::from)
+}

@@ -1,0 +1,655 @@
+//! The queries. Every value is a bound parameter; statements are static
+//! text, prepared once and cached.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use feed_core::thread::{pick_thread_nodes, ReachedNode};
+use feed_core::validate::{
+    admit, apply_edit, delete_applies, filter_matches, now_ns, validate, Admission,
+};
+use feed_core::{
+    AppendStatus, Bucket, BucketWidth, ContentHash, Counts, Cursor, Did, Embedding, Entry, EventId,
+    EventType, EventView, FeedEvent, Filter, StoreError, StoreStats, Thread, ThreadNode,
+    EMBEDDING_DIM,
+};
+
+/// Errors inside the SQLite worker.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LiteError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<LiteError> for StoreError {
+    fn from(e: LiteError) -> StoreError {
+        match e {
+            LiteError::Store(s) => s,
+            LiteError::Sql(rusqlite::Error::SqliteFailure(f, msg))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                StoreError::Corrupt(msg.unwrap_or_else(|| f.to_string()))
+            }
+            LiteError::Sql(e) => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+type Res<T> = Result<T, LiteError>;
+
+fn corrupt(what: &str) -> LiteError {
+    LiteError::Store(StoreError::Corrupt(what.to_string()))
+}
+
+/// u64 ids as order-preserving i64 keys.
+pub(crate) fn key(id: EventId) -> i64 {
+    (id.0 ^ (1 << 63)) as i64
+}
+
+fn unkey(k: i64) -> EventId {
+    EventId((k as u64) ^ (1 << 63))
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// `(ts, key)` of an exclusive cursor, or `(None, 0)` for none.
+fn cursor_params(before: Option<Cursor>) -> (Option<i64>, i64) {
+    match before {
+        Some(c) => (Some(c.ts), key(c.id)),
+        None => (None, 0),
+    }
+}
+
+macro_rules! select_ev {
+    ($tail:literal) => {
+        concat!(
+            "SELECT ev.seq, ev.id, ev.kind, d.did, ev.ts, ev.hash, ev.content, ev.parent, \
+             ev.tags, ev.mentions, em.v, ev.deleted, ev.author \
+             FROM events ev JOIN dids d ON d.n = ev.author \
+             LEFT JOIN embeddings em ON em.seq = ev.seq ",
+            $tail
+        )
+    };
+}
+
+/// A stored event and its bookkeeping.
+pub(crate) struct Rec {
+    pub seq: i64,
+    pub ev: FeedEvent,
+    pub deleted: bool,
+    pub author_n: i64,
+}
+
+fn bytes32(v: Vec<u8>, what: &str) -> Res<[u8; 32]> {
+    v.try_into().map_err(|_| corrupt(what))
+}
+
+fn rec(row: &Row<'_>) -> Res<Rec> {
+    let kind: u8 = row.get(2)?;
+    let tags: Option<String> = row.get(8)?;
+    let mentions: Option<Vec<u8>> = row.get(9)?;
+    let emb: Option<Vec<u8>> = row.get(10)?;
+    let embedding = match emb {
+        None => None,
+        Some(b) if b.len() == EMBEDDING_DIM * 4 => {
+            let v = b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Some(Embedding::new(v).map_err(|_| corrupt("stored embedding is invalid"))?)
+        }
+        Some(_) => return Err(corrupt("stored embedding has the wrong size")),
+    };
+    let mentions = match mentions {
+        None => Vec::new(),
+        Some(b) if b.len() % 32 == 0 => b
+            .chunks_exact(32)
+            .map(|c| {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(c);
+                Did(d)
+            })
+            .collect(),
+        Some(_) => return Err(corrupt("stored mentions have the wrong size")),
+    };
+    Ok(Rec {
+        seq: row.get(0)?,
+        ev: FeedEvent {
+            id: unkey(row.get(1)?),
+            kind: EventType::from_code(kind).ok_or_else(|| corrupt("unknown event type"))?,
+            author: Did(bytes32(row.get(3)?, "stored DID has the wrong size")?),
+            ts: row.get(4)?,
+            content_hash: ContentHash(bytes32(row.get(5)?, "stored hash has the wrong size")?),
+            content: row.get(6)?,
+            parent: row.get::<_, Option<i64>>(7)?.map(unkey),
+            tags: tags
+                .map(|t| t.split(' ').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            mentions,
+            embedding,
+        },
+        deleted: row.get(11)?,
+        author_n: row.get(12)?,
+    })
+}
+
+fn recs(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Res<Vec<Rec>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(p)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(rec(row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn load(c: &Connection, id: EventId) -> Res<Option<Rec>> {
+    Ok(recs(c, select_ev!("WHERE ev.id = ?1"), params![key(id)])?.pop())
+}
+
+fn did_lookup(c: &Connection, did: &Did) -> Res<Option<i64>> {
+    Ok(c.prepare_cached("SELECT n FROM dids WHERE did = ?1")?
+        .query_row(params![&did.0[..]], |r| r.get(0))
+        .optional()?)
+}
+
+fn did_number(c: &Connection, did: &Did) -> Res<i64> {
+    if let Some(n) = did_lookup(c, did)? {
+        return Ok(n);
+    }
+    c.prepare_cached("INSERT INTO dids(did) VALUES (?1)")?
+        .execute(params![&did.0[..]])?;
+    Ok(c.last_insert_rowid())
+}
+
+fn tag_lookup(c: &Connection, tag: &str) -> Res<Option<i64>> {
+    Ok(c.prepare_cached("SELECT n FROM tag_names WHERE tag = ?1")?
+        .query_row(params![tag], |r| r.get(0))
+        .optional()?)
+}
+
+fn tag_number(c: &Connection, tag: &str) -> Res<i64> {
+    if let Some(n) = tag_lookup(c, tag)? {
+        return Ok(n);
+    }
+    c.prepare_cached("INSERT INTO tag_names(tag) VALUES (?1)")?
+        .execute(params![tag])?;
+    Ok(c.last_insert_rowid())
+}
+
+fn embedding_blob(e: &Embedding) -> Vec<u8> {
+    e.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub(crate) fn append(c: &mut Connection, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus>> {
+    let now = now_ns();
+    let tx = c.transaction()?;
+    let mut out = Vec::with_capacity(batch.len());
+    for ev in batch {
+        let ev = match validate(ev, now) {
+            Ok(ev) => ev,
+            Err(r) => {
+                out.push(AppendStatus::Rejected(r));
+                continue;
+            }
+        };
+        let existing = load(&tx, ev.id)?;
+        let target = match ev.parent {
+            Some(p) => load(&tx, p)?,
+            None => None,
+        };
+        match admit(
+            &ev,
+            existing.as_ref().map(|r| &r.ev),
+            target.as_ref().map(|r| &r.ev),
+        ) {
+            Err(r) => out.push(AppendStatus::Rejected(r)),
+            Ok(Admission::Duplicate) => out.push(AppendStatus::Duplicate),
+            Ok(Admission::Accept) => {
+                insert(&tx, &ev, target.as_ref())?;
+                out.push(AppendStatus::Accepted);
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn insert(c: &Connection, ev: &FeedEvent, target: Option<&Rec>) -> Res<()> {
+    let author = did_number(c, &ev.author)?;
+    let id = key(ev.id);
+    // A delete that arrived first removes the event on arrival.
+    let deleted = ev.kind != EventType::Delete
+        && c.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE parent = ?1 AND kind = 6 AND author = ?2)",
+        )?
+        .query_row(params![id, author], |r| r.get::<_, bool>(0))?;
+    let tags = (!ev.tags.is_empty()).then(|| ev.tags.join(" "));
+    let mentions: Option<Vec<u8>> =
+        (!ev.mentions.is_empty()).then(|| ev.mentions.iter().flat_map(|m| m.0).collect());
+    c.prepare_cached(
+        "INSERT INTO events (id, kind, author, ts, parent, hash, content, tags, mentions, deleted) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        id,
+        ev.kind.code(),
+        author,
+        ev.ts,
+        ev.parent.map(key),
+        &ev.content_hash.0[..],
+        ev.content,
+        tags,
+        mentions,
+        deleted
+    ])?;
+    let seq = c.last_insert_rowid();
+    if let Some(e) = &ev.embedding {
+        c.prepare_cached("INSERT INTO embeddings (seq, v) VALUES (?1, ?2)")?
+            .execute(params![seq, embedding_blob(e)])?;
+    }
+    match ev.kind {
+        EventType::Delete => {
+            if let Some(t) = target.filter(|t| delete_applies(ev, &t.ev)) {
+                c.prepare_cached("UPDATE events SET deleted = 1 WHERE id = ?1")?
+                    .execute(params![key(t.ev.id)])?;
+                c.prepare_cached("DELETE FROM follows WHERE event = ?1")?
+                    .execute(params![key(t.ev.id)])?;
+            }
+        }
+        EventType::Follow if !deleted => {
+            if let Some(m) = ev.mentions.first() {
+                let followee = did_number(c, m)?;
+                c.prepare_cached(
+                    "INSERT OR IGNORE INTO follows (follower, followee, event) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![author, followee, id])?;
+            }
+        }
+        _ => {}
+    }
+    if ev.kind.carries_topics() {
+        for t in &ev.tags {
+            let n = tag_number(c, t)?;
+            c.prepare_cached("INSERT OR IGNORE INTO tag_index (tag, ts, id) VALUES (?1, ?2, ?3)")?
+                .execute(params![n, ev.ts, id])?;
+        }
+        for m in &ev.mentions {
+            let n = did_number(c, m)?;
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO mention_index (did, ts, id) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![n, ev.ts, id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Live edits in effect on a post, oldest first.
+fn edits(c: &Connection, post: &Rec) -> Res<Vec<Rec>> {
+    recs(
+        c,
+        select_ev!(
+            "WHERE ev.parent = ?1 AND ev.kind = 5 AND ev.author = ?2 AND ev.deleted = 0 \
+             ORDER BY ev.ts, ev.id"
+        ),
+        params![key(post.ev.id), post.author_n],
+    )
+}
+
+fn view(c: &Connection, r: Rec) -> Res<EventView> {
+    if r.ev.kind != EventType::Post {
+        return Ok(apply_edit(&r.ev, None));
+    }
+    let newest = recs(
+        c,
+        select_ev!(
+            "WHERE ev.parent = ?1 AND ev.kind = 5 AND ev.author = ?2 AND ev.deleted = 0 \
+             ORDER BY ev.ts DESC, ev.id DESC LIMIT 1"
+        ),
+        params![key(r.ev.id), r.author_n],
+    )?
+    .pop();
+    Ok(apply_edit(&r.ev, newest.as_ref().map(|e| &e.ev)))
+}
+
+fn views(c: &Connection, rs: Vec<Rec>) -> Res<Vec<EventView>> {
+    rs.into_iter().map(|r| view(c, r)).collect()
+}
+
+pub(crate) fn get(c: &Connection, id: EventId) -> Res<Option<Entry>> {
+    match load(c, id)? {
+        None => Ok(None),
+        Some(r) if r.deleted => Ok(Some(Entry::Deleted(id))),
+        Some(r) => Ok(Some(Entry::Live(view(c, r)?))),
+    }
+}
+
+pub(crate) fn versions(c: &Connection, id: EventId) -> Res<Vec<FeedEvent>> {
+    let Some(r) = load(c, id)?.filter(|r| !r.deleted) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    if r.ev.kind == EventType::Post {
+        out.extend(edits(c, &r)?.into_iter().map(|e| e.ev));
+    }
+    out.insert(0, r.ev);
+    Ok(out)
+}
+
+pub(crate) fn timeline(
+    c: &Connection,
+    did: &Did,
+    limit: usize,
+    before: Option<Cursor>,
+) -> Res<Vec<EventView>> {
+    let Some(me) = did_lookup(c, did)? else {
+        return Ok(Vec::new());
+    };
+    let (ts, id) = cursor_params(before);
+    let rs = recs(
+        c,
+        select_ev!(
+            "WHERE ev.author IN (SELECT followee FROM follows WHERE follower = ?1 UNION SELECT ?1) \
+             AND ev.kind = 0 AND ev.deleted = 0 \
+             AND (?2 IS NULL OR (ev.ts, ev.id) < (?2, ?3)) \
+             ORDER BY ev.ts DESC, ev.id DESC LIMIT ?4"
+        ),
+        params![
+            me,
+            ts,
+            id,
+            limit_param(feed_core::clamp_timeline_limit(limit))
+        ],
+    )?;
+    views(c, rs)
+}
+
+pub(crate) fn author_feed(
+    c: &Connection,
+    did: &Did,
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: usize,
+) -> Res<Vec<EventView>> {
+    let Some(a) = did_lookup(c, did)? else {
+        return Ok(Vec::new());
+    };
+    let rs = recs(
+        c,
+        select_ev!(
+            "WHERE ev.author = ?1 AND ev.kind = 0 AND ev.deleted = 0 \
+             AND ev.ts >= ?2 AND ev.ts <= ?3 ORDER BY ev.ts DESC, ev.id DESC LIMIT ?4"
+        ),
+        params![
+            a,
+            since.unwrap_or(i64::MIN),
+            until.unwrap_or(i64::MAX),
+            limit_param(limit)
+        ],
+    )?;
+    views(c, rs)
+}
+
+/// Every post reachable below `root` (which must be a stored post). Only
+/// a cycle through the root can be reached (each post has one parent), so
+/// not re-entering the root is the whole cycle guard.
+fn reach(c: &Connection, root: EventId) -> Res<Vec<ReachedNode>> {
+    let mut stmt = c.prepare_cached(
+        "WITH RECURSIVE t(id, depth) AS ( \
+             SELECT ?1, 0 \
+             UNION ALL \
+             SELECT e.id, t.depth + 1 FROM t JOIN events e ON e.parent = t.id AND e.kind = 0 \
+             WHERE e.id <> ?1 \
+         ) \
+         SELECT t.id, t.depth, e.parent, e.ts, e.deleted FROM t JOIN events e ON e.id = t.id",
+    )?;
+    let mut rows = stmt.query(params![key(root)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(ReachedNode {
+            id: unkey(r.get(0)?),
+            depth: r.get(1)?,
+            parent: r.get::<_, Option<i64>>(2)?.map(unkey),
+            ts: r.get(3)?,
+            live: !r.get::<_, bool>(4)?,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn thread(c: &Connection, id: EventId) -> Res<Thread> {
+    if !load(c, id)?.is_some_and(|r| r.ev.kind == EventType::Post) {
+        return Ok(Thread::default());
+    }
+    let nodes = reach(c, id)?;
+    let (picked, truncated) = pick_thread_nodes(&nodes);
+    let mut out = Vec::with_capacity(picked.len());
+    for i in picked {
+        let n = nodes[i];
+        let entry = if n.live {
+            let r = load(c, n.id)?.ok_or_else(|| corrupt("thread node vanished"))?;
+            Entry::Live(view(c, r)?)
+        } else {
+            Entry::Deleted(n.id)
+        };
+        out.push(ThreadNode {
+            depth: n.depth,
+            entry,
+        });
+    }
+    Ok(Thread {
+        nodes: out,
+        truncated,
+    })
+}
+
+pub(crate) fn counts(c: &Connection, id: EventId) -> Res<Option<Counts>> {
+    let Some(post) = load(c, id)?.filter(|r| !r.deleted && r.ev.kind == EventType::Post) else {
+        return Ok(None);
+    };
+    let k = key(id);
+    let mut out = Counts {
+        replies: c
+            .prepare_cached(
+                "SELECT count(*) FROM events WHERE parent = ?1 AND kind = 0 AND deleted = 0",
+            )?
+            .query_row(params![k], |r| r.get(0))?,
+        thread_size: reach(c, id)?
+            .iter()
+            .filter(|n| n.depth > 0 && n.live)
+            .count() as u64,
+        edits: edits(c, &post)?.len() as u64,
+        ..Counts::default()
+    };
+    let mut stmt = c.prepare_cached(
+        "SELECT CASE WHEN tags IS NULL THEN 'like' \
+                ELSE substr(tags, 1, instr(tags || ' ', ' ') - 1) END AS k, \
+                count(DISTINCT author) \
+         FROM events WHERE parent = ?1 AND kind = 1 AND deleted = 0 GROUP BY k",
+    )?;
+    let mut rows = stmt.query(params![k])?;
+    while let Some(r) = rows.next()? {
+        let kind: String = r.get(0)?;
+        let n: u64 = r.get(1)?;
+        match kind.as_str() {
+            "like" => out.likes = n,
+            "boost" => out.boosts = n,
+            "bookmark" => out.bookmarks = n,
+            _ => return Err(corrupt("stored reaction of unknown kind")),
+        }
+    }
+    Ok(Some(out))
+}
+
+pub(crate) fn tag(
+    c: &Connection,
+    tag: &str,
+    limit: usize,
+    before: Option<Cursor>,
+) -> Res<Vec<EventView>> {
+    let Some(n) = tag_lookup(c, tag)? else {
+        return Ok(Vec::new());
+    };
+    let (ts, id) = cursor_params(before);
+    let rs = recs(
+        c,
+        select_ev!(
+            "JOIN tag_index ti ON ti.id = ev.id WHERE ti.tag = ?1 AND ev.deleted = 0 \
+             AND (?2 IS NULL OR (ti.ts, ti.id) < (?2, ?3)) \
+             ORDER BY ti.ts DESC, ti.id DESC LIMIT ?4"
+        ),
+        params![n, ts, id, limit_param(limit)],
+    )?;
+    views(c, rs)
+}
+
+pub(crate) fn mentions(
+    c: &Connection,
+    did: &Did,
+    limit: usize,
+    before: Option<Cursor>,
+) -> Res<Vec<EventView>> {
+    let Some(n) = did_lookup(c, did)? else {
+        return Ok(Vec::new());
+    };
+    let (ts, id) = cursor_params(before);
+    let rs = recs(
+        c,
+        select_ev!(
+            "JOIN mention_index mi ON mi.id = ev.id WHERE mi.did = ?1 AND ev.deleted = 0 \
+             AND (?2 IS NULL OR (mi.ts, mi.id) < (?2, ?3)) \
+             ORDER BY mi.ts DESC, mi.id DESC LIMIT ?4"
+        ),
+        params![n, ts, id, limit_param(limit)],
+    )?;
+    views(c, rs)
+}
+
+pub(crate) fn follows(c: &Connection, did: &Did, following: bool) -> Res<Vec<Did>> {
+    let Some(n) = did_lookup(c, did)? else {
+        return Ok(Vec::new());
+    };
+    let sql = if following {
+        "SELECT DISTINCT d.did FROM follows f JOIN dids d ON d.n = f.followee \
+         WHERE f.follower = ?1 ORDER BY d.did"
+    } else {
+        "SELECT DISTINCT d.did FROM follows f JOIN dids d ON d.n = f.follower \
+         WHERE f.followee = ?1 ORDER BY d.did"
+    };
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![n])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(Did(bytes32(r.get(0)?, "stored DID has the wrong size")?));
+    }
+    Ok(out)
+}
+
+/// Live events matching `f`, newest first, at most `limit`.
+fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    if let Some(ids) = &f.ids {
+        for id in ids {
+            if let Some(r) = load(c, *id)? {
+                if !r.deleted
+                    && filter_matches(f, &r.ev)
+                    && !out.iter().any(|o: &Rec| o.seq == r.seq)
+                {
+                    out.push(r);
+                }
+            }
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.ev.cursor()));
+        out.truncate(limit);
+        return Ok(out);
+    }
+    let mut stmt = c.prepare_cached(select_ev!(
+        "WHERE ev.deleted = 0 AND ev.ts >= ?1 AND ev.ts <= ?2 ORDER BY ev.ts DESC, ev.id DESC"
+    ))?;
+    let mut rows = stmt.query(params![
+        f.since.unwrap_or(i64::MIN),
+        f.until.unwrap_or(i64::MAX)
+    ])?;
+    while let Some(row) = rows.next()? {
+        let r = rec(row)?;
+        if filter_matches(f, &r.ev) {
+            out.push(r);
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn query(c: &Connection, f: &Filter) -> Res<Vec<EventView>> {
+    let rs = matching(c, f, f.limit.unwrap_or(usize::MAX))?;
+    views(c, rs)
+}
+
+pub(crate) fn buckets(c: &Connection, f: &Filter, width: BucketWidth) -> Res<Vec<Bucket>> {
+    let mut counts: BTreeMap<(i64, EventType), u64> = BTreeMap::new();
+    for r in matching(
+        c,
+        &Filter {
+            limit: None,
+            ..f.clone()
+        },
+        usize::MAX,
+    )? {
+        *counts
+            .entry((width.start_of(r.ev.ts), r.ev.kind))
+            .or_default() += 1;
+    }
+    Ok(counts
+        .into_iter()
+        .map(|((start, kind), count)| Bucket { start, kind, count })
+        .collect())
+}
+
+pub(crate) fn stats(c: &Connection, dir: &Path) -> Res<StoreStats> {
+    let mut s = StoreStats {
+        stored: c
+            .prepare_cached("SELECT count(*) FROM events")?
+            .query_row([], |r| r.get(0))?,
+        ..StoreStats::default()
+    };
+    let mut stmt =
+        c.prepare_cached("SELECT kind, count(*) FROM events WHERE deleted = 0 GROUP BY kind")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let kind: usize = r.get(0)?;
+        if kind >= s.live.len() {
+            return Err(corrupt("unknown event type"));
+        }
+        s.live[kind] = r.get(1)?;
+    }
+    for f in [crate::DB_FILE, "events.sqlite-wal"] {
+        s.bytes_on_disk += std::fs::metadata(dir.join(f)).map_or(0, |m| m.len());
+    }
+    Ok(s)
+}
+
+pub(crate) fn export_page(c: &Connection, after: i64, n: usize) -> Res<Vec<(i64, FeedEvent)>> {
+    Ok(recs(
+        c,
+        select_ev!("WHERE ev.seq > ?1 ORDER BY ev.seq LIMIT ?2"),
+        params![after, limit_param(n)],
+    )?
+    .into_iter()
+    .map(|r| (r.seq, r.ev))
+    .collect())
+}
