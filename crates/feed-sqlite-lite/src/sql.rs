@@ -428,7 +428,7 @@ fn reach(c: &Connection, root: EventId) -> Res<Vec<ReachedNode>> {
 }
 
 pub(crate) fn thread(c: &Connection, id: EventId) -> Res<Thread> {
-    if !load(c, id)?.is_some_and(|r| r.ev.kind == EventType::Post) {
+    if load(c, id)?.is_none_or(|r| r.ev.kind != EventType::Post) {
         return Ok(Thread::default());
     }
     let nodes = reach(c, id)?;
