@@ -163,7 +163,7 @@ fn same<T: PartialEq + std::fmt::Debug>(what: String, want: T, got: T) -> Result
 }
 
 /// Walks a newest-first listing page by page with `(ts, id)` cursors.
-async fn paged<'a>(
+pub(crate) async fn paged<'a>(
     mut page: impl FnMut(Option<Cursor>) -> BoxFuture<'a, Result<Vec<EventView>, StoreError>>,
 ) -> Result<Vec<EventView>, String> {
     let mut all: Vec<EventView> = Vec::new();

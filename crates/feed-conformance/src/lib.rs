@@ -9,12 +9,18 @@
 //! [`oracle::Oracle`], a naive model that shares no rule or query code with
 //! the backends.
 
+pub mod crash;
+pub mod diff;
 pub mod events;
 pub mod gen;
 pub mod oracle;
 pub mod ranking;
 pub mod vectors;
 
+pub use crash::{
+    crash_child, crash_workload, sigkill_cycles, spawn_test_child, verify_after_crash, CrashReport,
+};
+pub use diff::compare_stores;
 pub use events::{event_store_suite, run_event_store_suite, StoreFactory, SuiteConfig};
 pub use vectors::{assert_recall, vector_index_suite, vector_recall, IndexFactory, RecallReport};
 
