@@ -280,3 +280,118 @@ pub trait Embedder: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 #[error("embedding failed: {0}")]
 pub struct EmbedError(pub String);
+
+/// A boxed store is a store, so callers can pick a backend at run time.
+#[async_trait]
+impl<T: EventStore + ?Sized> EventStore for Box<T> {
+    async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+        (**self).append(batch).await
+    }
+    async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
+        (**self).get(id).await
+    }
+    async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
+        (**self).stored(id).await
+    }
+    async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
+        (**self).versions(id).await
+    }
+    async fn timeline(
+        &self,
+        did: &Did,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError> {
+        (**self).timeline(did, limit, before).await
+    }
+    async fn author_feed(
+        &self,
+        did: &Did,
+        since: Option<i64>,
+        until: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<EventView>, StoreError> {
+        (**self).author_feed(did, since, until, limit).await
+    }
+    async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
+        (**self).thread(id).await
+    }
+    async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
+        (**self).counts(id).await
+    }
+    async fn tag(
+        &self,
+        tag: &str,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError> {
+        (**self).tag(tag, limit, before).await
+    }
+    async fn mentions(
+        &self,
+        did: &Did,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError> {
+        (**self).mentions(did, limit, before).await
+    }
+    async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
+        (**self).following(did).await
+    }
+    async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
+        (**self).followers(did).await
+    }
+    async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
+        (**self).query(filter).await
+    }
+    async fn buckets(
+        &self,
+        filter: &Filter,
+        width: BucketWidth,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        (**self).buckets(filter, width).await
+    }
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        (**self).stats().await
+    }
+    fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>> {
+        (**self).export()
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush().await
+    }
+    async fn close(&self) -> Result<(), StoreError> {
+        (**self).close().await
+    }
+}
+
+/// A boxed index is an index.
+#[async_trait]
+impl<T: VectorIndex + ?Sized> VectorIndex for Box<T> {
+    async fn upsert(&self, records: Vec<VectorRecord>) -> Result<(), IndexError> {
+        (**self).upsert(records).await
+    }
+    async fn remove(&self, ids: &[EventId]) -> Result<(), IndexError> {
+        (**self).remove(ids).await
+    }
+    async fn search(
+        &self,
+        query: &Embedding,
+        filter: &VectorFilter,
+        k: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        (**self).search(query, filter, k).await
+    }
+    async fn ids(&self) -> Result<Vec<EventId>, IndexError> {
+        (**self).ids().await
+    }
+    async fn len(&self) -> Result<usize, IndexError> {
+        (**self).len().await
+    }
+    async fn flush(&self) -> Result<(), IndexError> {
+        (**self).flush().await
+    }
+    fn mode(&self) -> SearchMode {
+        (**self).mode()
+    }
+}

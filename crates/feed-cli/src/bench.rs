@@ -1,0 +1,567 @@
+//! `feed bench`: the backends side by side. Each backend runs in its own
+//! child process (`feed bench-worker`) so its memory figures are its own:
+//! it streams the data set in, then runs every query type many times. The
+//! parent prints one table and writes `bench.json` and `bench.svg`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use feed_core::jsonl::parse_line;
+use feed_core::{
+    BucketWidth, Did, EventId, EventStore, EventType, FeedEvent, Filter, MemoryEventStore,
+};
+use serde_json::{json, Value};
+
+use crate::gen::{self, Rng};
+use crate::store;
+
+/// `feed bench` options.
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Events in the generated data set.
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Use this JSON Lines file instead of generating one.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Backends to run (default: every compiled one, plus `memory` as a baseline).
+    #[arg(long, value_delimiter = ',')]
+    backends: Vec<String>,
+    /// Calls per query type.
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    /// Events per ingest batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Where data, stores and results go.
+    #[arg(long, default_value = "./feed-bench")]
+    out: PathBuf,
+}
+
+/// `feed bench-worker` options (internal).
+#[derive(Args, Clone, Debug)]
+pub struct WorkerArgs {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    backend: String,
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    queries: usize,
+    #[arg(long)]
+    batch: usize,
+    #[arg(long)]
+    json: PathBuf,
+}
+
+/// Peak resident set (VmHWM) of this process, KiB.
+fn vm_hwm_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Resets VmHWM to the current RSS (Linux `clear_refs` 5), so the next
+/// phase's peak is its own. Returns whether that worked.
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+/// Samples kept during ingest to drive the queries.
+#[derive(Default)]
+struct Samples {
+    posts: Vec<EventId>,
+    authors: Vec<Did>,
+    tags: Vec<String>,
+    seen: u64,
+}
+
+impl Samples {
+    fn see(&mut self, e: &FeedEvent, rng: &mut Rng) {
+        self.seen += 1;
+        if e.kind == EventType::Post {
+            reservoir(&mut self.posts, e.id, self.seen, rng);
+        }
+        reservoir(&mut self.authors, e.author, self.seen, rng);
+        if let Some(t) = e.tags.first().filter(|_| e.kind.carries_topics()) {
+            reservoir(&mut self.tags, t.clone(), self.seen, rng);
+        }
+    }
+}
+
+fn reservoir<T>(v: &mut Vec<T>, x: T, seen: u64, rng: &mut Rng) {
+    const CAP: usize = 2_000;
+    if v.len() < CAP {
+        v.push(x);
+    } else {
+        let j = (rng.next_u64() % seen) as usize;
+        if j < CAP {
+            v[j] = x;
+        }
+    }
+}
+
+async fn time_calls<F, Fut, T>(n: usize, mut call: F) -> anyhow::Result<Value>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T, feed_core::StoreError>>,
+{
+    let mut d = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        call(i).await?;
+        d.push(t.elapsed());
+    }
+    d.sort();
+    Ok(json!({"calls": n, "p50_us": percentile(&d, 0.5), "p99_us": percentile(&d, 0.99)}))
+}
+
+/// One backend's half: ingest, then queries; writes a JSON result.
+pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
+    let st: Box<dyn EventStore> = if a.backend == "memory" {
+        Box::new(MemoryEventStore::new())
+    } else {
+        let (s, _) = store::open(&a.dir, Some(&a.backend), true).map_err(|e| anyhow!("{e}"))?;
+        s.into_parts().0
+    };
+    let peak_reset = reset_peak();
+    let file =
+        std::fs::File::open(&a.data).with_context(|| format!("opening {}", a.data.display()))?;
+    let mut rng = Rng::new(7);
+    let mut samples = Samples::default();
+    let (mut events, mut append_time) = (0u64, Duration::ZERO);
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(a.batch);
+    let mut lines = std::io::BufReader::new(file).lines();
+    loop {
+        let line = lines.next().transpose()?;
+        if let Some(l) = &line {
+            let e = parse_line(l).map_err(|r| anyhow!("data set line {}: {r}", events + 1))?;
+            samples.see(&e, &mut rng);
+            batch.push(e);
+        }
+        if batch.len() >= a.batch || (line.is_none() && !batch.is_empty()) {
+            events += batch.len() as u64;
+            let t = Instant::now();
+            st.append(std::mem::take(&mut batch)).await?;
+            append_time += t.elapsed();
+        }
+        if line.is_none() {
+            break;
+        }
+    }
+    st.flush().await?;
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let ingest_peak = vm_hwm_kib();
+    let stats = st.stats().await?;
+
+    // A durable single-event append, p50 over 200 calls.
+    let base_id = u64::MAX / 2;
+    let author = samples.authors.first().copied().unwrap_or_default();
+    let single = time_calls(200, |i| {
+        let e = FeedEvent::new(
+            EventId(base_id + i as u64),
+            EventType::Post,
+            author,
+            gen::GenConfig::default().start_ts + i as i64,
+            "single durable append",
+        );
+        st.append(vec![e])
+    })
+    .await?;
+
+    reset_peak();
+    let q = a.queries;
+    let pick = |v: &[EventId], i: usize| v[(i * 7919) % v.len().max(1)];
+    let did_at = |i: usize| &samples.authors[(i * 104_729) % samples.authors.len().max(1)];
+    let mut results = BTreeMap::new();
+    if !samples.posts.is_empty() && !samples.authors.is_empty() {
+        results.insert(
+            "timeline",
+            time_calls(q, |i| st.timeline(did_at(i), 50, None)).await?,
+        );
+        results.insert(
+            "thread",
+            time_calls(q, |i| st.thread(pick(&samples.posts, i))).await?,
+        );
+        results.insert(
+            "counts",
+            time_calls(q, |i| st.counts(pick(&samples.posts, i))).await?,
+        );
+        results.insert(
+            "get",
+            time_calls(q, |i| st.get(pick(&samples.posts, i))).await?,
+        );
+        results.insert(
+            "author",
+            time_calls(q, |i| st.author_feed(did_at(i), None, None, 50)).await?,
+        );
+        results.insert(
+            "mentions",
+            time_calls(q, |i| st.mentions(did_at(i), 50, None)).await?,
+        );
+        results.insert(
+            "following",
+            time_calls(q, |i| st.following(did_at(i))).await?,
+        );
+        let filters: Vec<Filter> = (0..q)
+            .map(|i| Filter {
+                authors: Some(vec![*did_at(i)]),
+                types: Some(vec![EventType::Post]),
+                limit: Some(50),
+                ..Filter::default()
+            })
+            .collect();
+        results.insert("query", time_calls(q, |i| st.query(&filters[i])).await?);
+    }
+    if !samples.tags.is_empty() {
+        let tags = samples.tags.clone();
+        results.insert(
+            "tag",
+            time_calls(q, |i| st.tag(&tags[i % tags.len()], 50, None)).await?,
+        );
+    }
+    let all = Filter::default();
+    results.insert(
+        "buckets_hour",
+        time_calls(5, |_| st.buckets(&all, BucketWidth::Hour)).await?,
+    );
+    let query_peak = vm_hwm_kib();
+    st.close().await?;
+    let out = json!({
+        "backend": a.backend,
+        "events": events,
+        "ingest_events_per_s": events as f64 / ingest_secs,
+        "append_events_per_s": events as f64 / append_time.as_secs_f64().max(1e-9),
+        "single_append": single,
+        "bytes_on_disk": stats.bytes_on_disk,
+        "bytes_per_event": stats.bytes_on_disk as f64 / events.max(1) as f64,
+        "peak_rss_ingest_kib": ingest_peak,
+        "peak_rss_queries_kib": query_peak,
+        "peak_reset_supported": peak_reset,
+        "queries": results,
+    });
+    std::fs::write(&a.json, serde_json::to_string_pretty(&out)?)?;
+    Ok(())
+}
+
+/// Generates (or reuses) the data set and runs each backend's worker.
+pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let progress = std::io::stderr().is_terminal();
+    let data = match &a.data {
+        Some(p) => p.clone(),
+        None => {
+            let p = a.out.join(format!("data-{}-{}.jsonl", a.events, a.seed));
+            if !p.exists() {
+                eprintln!(
+                    "bench: generating {} events (seed {}) into {}",
+                    a.events,
+                    a.seed,
+                    p.display()
+                );
+                let tmp = p.with_extension("part");
+                let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                let mut err = None;
+                let mut n = 0usize;
+                gen::generate(
+                    &gen::GenConfig {
+                        events: a.events,
+                        seed: a.seed,
+                        ..Default::default()
+                    },
+                    |e| {
+                        if err.is_none() {
+                            err = writeln!(w, "{}", feed_core::jsonl::event_line(&e)).err();
+                        }
+                        n += 1;
+                        if progress && n % 10_000 == 0 {
+                            eprint!("\rbench: generated {n} / {}", a.events);
+                        }
+                    },
+                );
+                if let Some(e) = err {
+                    return Err(e.into());
+                }
+                w.flush()?;
+                drop(w);
+                std::fs::rename(&tmp, &p)?;
+                if progress {
+                    eprintln!();
+                }
+            }
+            p
+        }
+    };
+    let backends: Vec<String> = if a.backends.is_empty() {
+        store::compiled_backends()
+            .into_iter()
+            .map(String::from)
+            .chain(std::iter::once("memory".to_string()))
+            .collect()
+    } else {
+        a.backends.clone()
+    };
+    let exe = std::env::current_exe()?;
+    let mut results = Vec::new();
+    for b in &backends {
+        let dir = a.out.join(format!("store-{b}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let json_path = a.out.join(format!("result-{b}.json"));
+        eprintln!("bench: {b}: ingesting and querying (own process)…");
+        let t = Instant::now();
+        let status = std::process::Command::new(&exe)
+            .args(["bench-worker", "--backend", b, "--data"])
+            .arg(&data)
+            .arg("--dir")
+            .arg(&dir)
+            .args([
+                "--queries",
+                &a.queries.to_string(),
+                "--batch",
+                &a.batch.to_string(),
+                "--json",
+            ])
+            .arg(&json_path)
+            .status()
+            .with_context(|| format!("starting the {b} worker"))?;
+        if !status.success() {
+            bail!("the {b} worker failed ({status})");
+        }
+        eprintln!("bench: {b}: done in {:.1} s", t.elapsed().as_secs_f64());
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&json_path)?)?;
+        results.push(v);
+    }
+    print_table(&results);
+    let all = json!({"data": data, "results": results});
+    std::fs::write(
+        a.out.join("bench.json"),
+        serde_json::to_string_pretty(&all)?,
+    )?;
+    std::fs::write(a.out.join("bench.svg"), svg(&results))?;
+    eprintln!(
+        "bench: results in {} and {}",
+        a.out.join("bench.json").display(),
+        a.out.join("bench.svg").display()
+    );
+    Ok(())
+}
+
+fn num(v: &Value, path: &[&str]) -> Option<f64> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_f64()
+}
+
+fn fmt(x: Option<f64>, unit: &str) -> String {
+    match x {
+        None => "—".into(),
+        Some(x) if x >= 100.0 => format!("{x:.0}{unit}"),
+        Some(x) => format!("{x:.1}{unit}"),
+    }
+}
+
+fn query_names(results: &[Value]) -> Vec<String> {
+    let mut names: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.get("queries").and_then(Value::as_object))
+        .flat_map(|o| o.keys().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn print_table(results: &[Value]) {
+    let mut rows: Vec<(String, Vec<String>)> = vec![
+        (
+            "ingest events/s".into(),
+            results
+                .iter()
+                .map(|r| fmt(num(r, &["ingest_events_per_s"]), ""))
+                .collect(),
+        ),
+        (
+            "append-only events/s".into(),
+            results
+                .iter()
+                .map(|r| fmt(num(r, &["append_events_per_s"]), ""))
+                .collect(),
+        ),
+        (
+            "single durable append p50".into(),
+            results
+                .iter()
+                .map(|r| fmt(num(r, &["single_append", "p50_us"]), " µs"))
+                .collect(),
+        ),
+        (
+            "peak RSS ingest".into(),
+            results
+                .iter()
+                .map(|r| fmt(num(r, &["peak_rss_ingest_kib"]).map(|k| k / 1024.0), " MiB"))
+                .collect(),
+        ),
+        (
+            "peak RSS queries".into(),
+            results
+                .iter()
+                .map(|r| {
+                    fmt(
+                        num(r, &["peak_rss_queries_kib"]).map(|k| k / 1024.0),
+                        " MiB",
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "bytes/event on disk".into(),
+            results
+                .iter()
+                .map(|r| fmt(num(r, &["bytes_per_event"]), ""))
+                .collect(),
+        ),
+    ];
+    for q in query_names(results) {
+        for p in ["p50_us", "p99_us"] {
+            rows.push((
+                format!("{q} {}", &p[..3]),
+                results
+                    .iter()
+                    .map(|r| fmt(num(r, &["queries", &q, p]), " µs"))
+                    .collect(),
+            ));
+        }
+    }
+    rows.push((
+        "search QPS / recall@10".into(),
+        results
+            .iter()
+            .map(|_| "— (no vector index yet)".into())
+            .collect(),
+    ));
+    let names: Vec<String> = results
+        .iter()
+        .map(|r| r["backend"].as_str().unwrap_or("?").to_string())
+        .collect();
+    let w0 = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(10);
+    let widths: Vec<usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            rows.iter()
+                .map(|(_, v)| v[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(n.len())
+        })
+        .collect();
+    let mut line = format!("{:w0$}", "");
+    for (n, w) in names.iter().zip(&widths) {
+        line.push_str(&format!("  {n:>w$}"));
+    }
+    println!("{line}");
+    for (k, vals) in rows {
+        let mut line = format!("{k:w0$}");
+        for (v, w) in vals.iter().zip(&widths) {
+            line.push_str(&format!("  {v:>w$}"));
+        }
+        println!("{line}");
+    }
+}
+
+/// A bar chart of p50 and p99 per query and backend (log scale), plus
+/// ingest rates.
+fn svg(results: &[Value]) -> String {
+    let names = query_names(results);
+    let colours = ["#3b6ea5", "#d1822b", "#4f9a5b", "#a54b6e"];
+    let bar_h = 9.0;
+    let group_h = bar_h * 2.0 * results.len() as f64 + 10.0;
+    let (left, width) = (130.0, 520.0);
+    let height = 80.0 + group_h * names.len() as f64 + 40.0 * results.len() as f64;
+    let max_us = results
+        .iter()
+        .flat_map(|r| {
+            names
+                .iter()
+                .filter_map(move |q| num(r, &["queries", q, "p99_us"]))
+        })
+        .fold(10.0f64, f64::max);
+    let x = |us: f64| left + width * (us.max(1.0).log10() / max_us.log10());
+    let mut s = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{height}' font-family='sans-serif' font-size='11'>\n\
+         <rect width='100%' height='100%' fill='white'/>\n\
+         <text x='10' y='20' font-size='14' font-weight='bold'>feed bench: query latency (µs, log scale; light = p50, dark = p99)</text>\n",
+        left + width + 120.0
+    );
+    for (bi, r) in results.iter().enumerate() {
+        let name = r["backend"].as_str().unwrap_or("?");
+        s += &format!(
+            "<rect x='{}' y='32' width='10' height='10' fill='{}'/><text x='{}' y='41'>{name}</text>\n",
+            left + 110.0 * bi as f64,
+            colours[bi % colours.len()],
+            left + 14.0 + 110.0 * bi as f64
+        );
+    }
+    for (qi, q) in names.iter().enumerate() {
+        let y0 = 60.0 + group_h * qi as f64;
+        s += &format!("<text x='10' y='{}'>{q}</text>\n", y0 + group_h / 2.0);
+        for (bi, r) in results.iter().enumerate() {
+            let c = colours[bi % colours.len()];
+            for (pi, p) in ["p50_us", "p99_us"].iter().enumerate() {
+                if let Some(us) = num(r, &["queries", q, p]) {
+                    let y = y0 + bar_h * (2 * bi + pi) as f64;
+                    let op = if pi == 0 { "0.5" } else { "1" };
+                    s += &format!(
+                        "<rect x='{left}' y='{y}' width='{:.1}' height='{}' fill='{c}' fill-opacity='{op}'/><text x='{:.1}' y='{:.1}'>{}</text>\n",
+                        (x(us) - left).max(1.0),
+                        bar_h - 1.0,
+                        x(us) + 4.0,
+                        y + bar_h - 1.5,
+                        fmt(Some(us), "")
+                    );
+                }
+            }
+        }
+    }
+    let y0 = 60.0 + group_h * names.len() as f64 + 10.0;
+    for (bi, r) in results.iter().enumerate() {
+        s += &format!(
+            "<text x='10' y='{:.0}'>{}: ingest {} events/s, peak RSS {} (queries), {} bytes/event</text>\n",
+            y0 + 18.0 * bi as f64,
+            r["backend"].as_str().unwrap_or("?"),
+            fmt(num(r, &["ingest_events_per_s"]), ""),
+            fmt(num(r, &["peak_rss_queries_kib"]).map(|k| k / 1024.0), " MiB"),
+            fmt(num(r, &["bytes_per_event"]), "")
+        );
+    }
+    s + "</svg>\n"
+}

@@ -1,0 +1,506 @@
+//! `feed`: every query of Feed from the shell (SPEC §7).
+//!
+//! Results go to stdout as JSON Lines. Exit status: 0 success; 2 usage;
+//! 3 some input rejected (the rest was stored); 4 the store could not be
+//! opened or written; 1 anything else (for example search without a vector
+//! index).
+
+mod bench;
+mod gen;
+mod store;
+
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+use feed_core::jsonl::{entry_line, event_line, parse_filter, view_line, Extras};
+use feed_core::{
+    BucketWidth, Cursor, Did, EventId, EventStore, EventType, SearchQuery, VectorFilter,
+};
+use futures::StreamExt;
+
+#[derive(Parser)]
+#[command(
+    name = "feed",
+    version,
+    about = "Feed: an embedded temporal event store"
+)]
+struct Cli {
+    /// Store directory.
+    #[arg(long, global = true, default_value = "./feed-data")]
+    store: PathBuf,
+    /// Backend for a new store (remembered by the store).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create an empty store.
+    Init,
+    /// Read JSON Lines events from FILE or stdin (`-`).
+    Ingest {
+        /// Input file; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// Events per atomic batch.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// One event, with `edited` and `deleted`.
+    Get { id: u64 },
+    /// Every version of a post.
+    Versions { id: u64 },
+    /// Home timeline of DID.
+    Timeline {
+        did: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Exclusive cursor `TS:ID`.
+        #[arg(long)]
+        before: Option<String>,
+    },
+    /// One author's posts.
+    Author {
+        did: String,
+        #[arg(long)]
+        since: Option<i64>,
+        #[arg(long)]
+        until: Option<i64>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// A post and everything below it.
+    Thread { id: u64 },
+    /// Replies, reactions and edits of a post.
+    Counts { id: u64 },
+    /// Events carrying a tag.
+    Tag {
+        tag: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        before: Option<String>,
+    },
+    /// Events mentioning a DID.
+    Mentions {
+        did: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        before: Option<String>,
+    },
+    /// DIDs that DID follows.
+    Following { did: String },
+    /// DIDs following DID.
+    Followers { did: String },
+    /// NIP-01 style filter query.
+    Query { filter: String },
+    /// Event counts per type per time bucket.
+    Buckets {
+        filter: String,
+        #[arg(long, default_value = "hour")]
+        width: String,
+    },
+    /// Posts by meaning.
+    Search {
+        text: String,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long = "type")]
+        types: Vec<String>,
+        #[arg(long = "author")]
+        authors: Vec<String>,
+        #[arg(long)]
+        since: Option<i64>,
+        #[arg(long)]
+        until: Option<i64>,
+    },
+    /// Posts similar to a stored post.
+    Similar {
+        id: u64,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+    },
+    /// Every stored event as JSON Lines, in arrival order.
+    Export,
+    /// Counts and sizes.
+    Stats,
+    /// Write a synthetic data set as JSON Lines.
+    Gen {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Give posts topic-clustered embeddings.
+        #[arg(long)]
+        vectors: bool,
+        /// Output file (default stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run the backends side by side.
+    Bench(bench::BenchArgs),
+    /// (internal) One backend's half of `feed bench`.
+    #[command(hide = true)]
+    BenchWorker(bench::WorkerArgs),
+}
+
+/// A failure with its exit status.
+struct Failure {
+    code: u8,
+    err: anyhow::Error,
+}
+
+fn usage(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: 2,
+        err: e.into(),
+    }
+}
+
+fn store_err(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: 4,
+        err: e.into(),
+    }
+}
+
+fn other(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: 1,
+        err: e.into(),
+    }
+}
+
+fn did(s: &str) -> Result<Did, Failure> {
+    Did::parse(s).ok_or_else(|| usage(anyhow!("not a DID: {s:?} (64 hex or did:libertaria:<hex>)")))
+}
+
+fn cursor(s: &Option<String>) -> Result<Option<Cursor>, Failure> {
+    s.as_deref()
+        .map(|c| Cursor::parse(c).ok_or_else(|| usage(anyhow!("--before takes TS:ID, not {c:?}"))))
+        .transpose()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("feed: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            if is_broken_pipe(&f.err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("feed: {:#}", f.err);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn open(cli: &Cli, create: bool) -> Result<(store::Store, String), Failure> {
+    store::open(&cli.store, cli.backend.as_deref(), create).map_err(|e| match e {
+        store::OpenError::Usage(m) => usage(anyhow!(m)),
+        store::OpenError::Store(e) => store_err(e),
+    })
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let code = dispatch(&cli, &mut out).await?;
+    out.flush().map_err(other)?;
+    Ok(code)
+}
+
+async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
+    macro_rules! line {
+        ($($arg:tt)*) => { writeln!(out, $($arg)*).map_err(other)? };
+    }
+    match &cli.cmd {
+        Cmd::Gen {
+            events,
+            seed,
+            vectors,
+            out: file,
+        } => {
+            let cfg = gen::GenConfig {
+                events: *events,
+                seed: *seed,
+                vectors: *vectors,
+                ..gen::GenConfig::default()
+            };
+            let progress = std::io::stderr().is_terminal();
+            let mut sink: Box<dyn Write> = match file {
+                Some(p) => Box::new(BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))
+                        .map_err(other)?,
+                )),
+                None => Box::new(&mut *out),
+            };
+            let mut n = 0usize;
+            let mut failed = None;
+            gen::generate(&cfg, |e| {
+                if failed.is_none() {
+                    if let Err(err) = writeln!(sink, "{}", event_line(&e)) {
+                        failed = Some(err);
+                    }
+                }
+                n += 1;
+                if progress && n % 10_000 == 0 {
+                    eprint!("\rgen: {n} / {} events", cfg.events);
+                }
+            });
+            if progress {
+                eprintln!("\rgen: {n} events            ");
+            }
+            if let Some(e) = failed {
+                return Err(other(e));
+            }
+            sink.flush().map_err(other)?;
+            return Ok(0);
+        }
+        Cmd::Bench(args) => return bench::run(args).await.map(|()| 0).map_err(other),
+        Cmd::BenchWorker(args) => return bench::worker(args).await.map(|()| 0).map_err(other),
+        _ => {}
+    }
+    let create = matches!(cli.cmd, Cmd::Init | Cmd::Ingest { .. });
+    let (st, backend) = open(cli, create)?;
+    let ev = st.events();
+    let se = store_err;
+    match &cli.cmd {
+        Cmd::Init => line!(
+            "{}",
+            serde_json::json!({"store": cli.store, "backend": backend})
+        ),
+        Cmd::Ingest { file, batch } => {
+            let reader: Box<dyn BufRead> = match file {
+                Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufReader::new(
+                    std::fs::File::open(p)
+                        .with_context(|| format!("opening {}", p.display()))
+                        .map_err(usage)?,
+                )),
+                _ => Box::new(std::io::stdin().lock()),
+            };
+            let report = st.ingest(reader, *batch).await.map_err(se)?;
+            for (line, id, r) in &report.rejections {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"line": line, "id": id, "code": r.code.as_str(), "message": r.message})
+                );
+            }
+            line!(
+                "{}",
+                serde_json::json!({"accepted": report.accepted, "duplicate": report.duplicate, "rejected": report.rejected})
+            );
+            ev.close().await.map_err(se)?;
+            return Ok(if report.rejected > 0 { 3 } else { 0 });
+        }
+        Cmd::Get { id } => {
+            if let Some(e) = ev.get(EventId(*id)).await.map_err(se)? {
+                line!("{}", entry_line(&e, Extras::default()));
+            }
+        }
+        Cmd::Versions { id } => {
+            for e in ev.versions(EventId(*id)).await.map_err(se)? {
+                line!("{}", event_line(&e));
+            }
+        }
+        Cmd::Timeline {
+            did: d,
+            limit,
+            before,
+        } => {
+            for v in ev
+                .timeline(&did(d)?, *limit, cursor(before)?)
+                .await
+                .map_err(se)?
+            {
+                line!("{}", view_line(&v, Extras::default()));
+            }
+        }
+        Cmd::Author {
+            did: d,
+            since,
+            until,
+            limit,
+        } => {
+            for v in ev
+                .author_feed(&did(d)?, *since, *until, *limit)
+                .await
+                .map_err(se)?
+            {
+                line!("{}", view_line(&v, Extras::default()));
+            }
+        }
+        Cmd::Thread { id } => {
+            let t = ev.thread(EventId(*id)).await.map_err(se)?;
+            for (i, n) in t.nodes.iter().enumerate() {
+                let extras = Extras {
+                    depth: Some(n.depth),
+                    truncated: (i == 0).then_some(t.truncated),
+                    ..Extras::default()
+                };
+                line!("{}", entry_line(&n.entry, extras));
+            }
+        }
+        Cmd::Counts { id } => {
+            if let Some(c) = ev.counts(EventId(*id)).await.map_err(se)? {
+                line!(
+                    "{}",
+                    serde_json::json!({"id": id, "replies": c.replies, "thread_size": c.thread_size,
+                        "likes": c.likes, "boosts": c.boosts, "bookmarks": c.bookmarks, "edits": c.edits})
+                );
+            }
+        }
+        Cmd::Tag { tag, limit, before } => {
+            for v in ev.tag(tag, *limit, cursor(before)?).await.map_err(se)? {
+                line!("{}", view_line(&v, Extras::default()));
+            }
+        }
+        Cmd::Mentions {
+            did: d,
+            limit,
+            before,
+        } => {
+            for v in ev
+                .mentions(&did(d)?, *limit, cursor(before)?)
+                .await
+                .map_err(se)?
+            {
+                line!("{}", view_line(&v, Extras::default()));
+            }
+        }
+        Cmd::Following { did: d } | Cmd::Followers { did: d } => {
+            let d = did(d)?;
+            let list = if matches!(cli.cmd, Cmd::Following { .. }) {
+                ev.following(&d).await
+            } else {
+                ev.followers(&d).await
+            };
+            for x in list.map_err(se)? {
+                line!("{{\"did\":\"{x}\"}}");
+            }
+        }
+        Cmd::Query { filter } => {
+            let f = parse_filter(filter).map_err(usage)?;
+            for v in ev.query(&f).await.map_err(se)? {
+                line!("{}", view_line(&v, Extras::default()));
+            }
+        }
+        Cmd::Buckets { filter, width } => {
+            let f = parse_filter(filter).map_err(usage)?;
+            let w = BucketWidth::parse(width)
+                .ok_or_else(|| usage(anyhow!("--width is minute, hour or day, not {width:?}")))?;
+            for b in ev.buckets(&f, w).await.map_err(se)? {
+                line!(
+                    "{}",
+                    serde_json::json!({"start": b.start, "type": b.kind.as_str(), "count": b.count})
+                );
+            }
+        }
+        Cmd::Search {
+            text,
+            k,
+            types,
+            authors,
+            since,
+            until,
+        } => {
+            let filter = VectorFilter {
+                types: (!types.is_empty())
+                    .then(|| {
+                        types
+                            .iter()
+                            .map(|t| {
+                                t.parse::<EventType>()
+                                    .map_err(|()| usage(anyhow!("unknown type {t:?}")))
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?,
+                authors: (!authors.is_empty())
+                    .then(|| {
+                        authors
+                            .iter()
+                            .map(|a| did(a))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?,
+                since: *since,
+                until: *until,
+            };
+            let hits = st
+                .search(SearchQuery::Text(text.clone()), &filter, *k)
+                .await
+                .map_err(other)?;
+            for h in hits {
+                line!(
+                    "{}",
+                    view_line(
+                        &h.view,
+                        Extras {
+                            score: Some(h.score),
+                            ..Extras::default()
+                        }
+                    )
+                );
+            }
+        }
+        Cmd::Similar { id, k } => {
+            for h in st.similar(EventId(*id), *k).await.map_err(other)? {
+                line!(
+                    "{}",
+                    view_line(
+                        &h.view,
+                        Extras {
+                            score: Some(h.score),
+                            ..Extras::default()
+                        }
+                    )
+                );
+            }
+        }
+        Cmd::Export => {
+            let mut s = ev.export();
+            while let Some(e) = s.next().await {
+                line!("{}", event_line(&e.map_err(se)?));
+            }
+        }
+        Cmd::Stats => {
+            let s = ev.stats().await.map_err(se)?;
+            let live: serde_json::Map<String, serde_json::Value> = EventType::ALL
+                .iter()
+                .map(|t| (t.as_str().to_string(), s.live[t.code() as usize].into()))
+                .collect();
+            line!(
+                "{}",
+                serde_json::json!({"live": live, "stored": s.stored, "bytes_on_disk": s.bytes_on_disk,
+                    "vector_index": st.index().is_some(), "index_lag": st.index_lag()})
+            );
+        }
+        Cmd::Gen { .. } | Cmd::Bench(_) | Cmd::BenchWorker(_) => {}
+    }
+    Ok(0)
+}

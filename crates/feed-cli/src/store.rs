@@ -1,0 +1,117 @@
+//! Opening a store directory with the backend it remembers.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+use feed_core::{EventStore, FeedStore, VectorIndex};
+
+/// The facade over whichever backend the store uses.
+pub type Store = FeedStore<Box<dyn EventStore>, Box<dyn VectorIndex>>;
+
+/// File in the store directory naming its backend.
+pub const META_FILE: &str = "feed.json";
+
+/// Backends compiled into this binary, default first.
+pub fn compiled_backends() -> Vec<&'static str> {
+    [("lite", cfg!(feature = "lite"))]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect()
+}
+
+/// Why a store could not be opened: the caller maps these to exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The user asked for something impossible (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The store itself failed (exit 4).
+    #[error("{0:#}")]
+    Store(anyhow::Error),
+}
+
+fn read_backend(dir: &Path) -> anyhow::Result<Option<String>> {
+    let path = dir.join(META_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            let b = v
+                .get("backend")
+                .and_then(|b| b.as_str())
+                .ok_or_else(|| anyhow!("{} names no backend", path.display()))?;
+            Ok(Some(b.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Opens the store in `dir`. With `create`, a missing store is initialised
+/// with `requested` (or the default backend); otherwise it must exist. A
+/// requested backend must match the one the store remembers. Returns the
+/// store and its backend's name.
+pub fn open(
+    dir: &Path,
+    requested: Option<&str>,
+    create: bool,
+) -> Result<(Store, String), OpenError> {
+    let compiled = compiled_backends();
+    if let Some(r) = requested {
+        if !compiled.contains(&r) {
+            return Err(OpenError::Usage(format!(
+                "backend {r:?} is not compiled into this binary (have: {})",
+                compiled.join(", ")
+            )));
+        }
+    }
+    let remembered = read_backend(dir).map_err(OpenError::Store)?;
+    let backend = match (remembered, requested) {
+        (Some(b), Some(r)) if b != r => {
+            return Err(OpenError::Usage(format!(
+                "the store at {} uses backend {b:?}, not {r:?}",
+                dir.display()
+            )))
+        }
+        (Some(b), _) => b,
+        (None, _) if !create => {
+            return Err(OpenError::Store(anyhow!(
+                "no store at {} (create one with `feed --store {} init`)",
+                dir.display(),
+                dir.display()
+            )))
+        }
+        (None, r) => {
+            let b = r
+                .or(compiled.first().copied())
+                .ok_or_else(|| OpenError::Usage("no backend is compiled in".into()))?
+                .to_string();
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating {}", dir.display()))
+                .map_err(OpenError::Store)?;
+            let meta = serde_json::json!({ "backend": b, "format": 1 });
+            std::fs::write(dir.join(META_FILE), format!("{meta}\n"))
+                .with_context(|| format!("writing {}", dir.join(META_FILE).display()))
+                .map_err(OpenError::Store)?;
+            b
+        }
+    };
+    let store = open_backend(dir, &backend).map_err(OpenError::Store)?;
+    Ok((store, backend))
+}
+
+fn open_backend(dir: &Path, backend: &str) -> anyhow::Result<Store> {
+    match backend {
+        #[cfg(feature = "lite")]
+        "lite" => {
+            let events = feed_sqlite_lite::SqliteEventStore::open(
+                &dir.join("lite"),
+                &feed_sqlite_lite::SqliteConfig::default(),
+            )
+            .with_context(|| format!("opening the lite store in {}", dir.display()))?;
+            // The lite vector index (usearch) is not built yet: search says so.
+            Ok(FeedStore::new(Box::new(events), None, None))
+        }
+        other => bail!("backend {other:?} is not compiled into this binary"),
+    }
+}
