@@ -31,7 +31,8 @@ pub struct BenchArgs {
     /// Use this JSON Lines file instead of generating one.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Backends to run (default: every compiled one, plus `memory` as a baseline).
+    /// Backends to run (default: every compiled one, plus `memory` as a
+    /// baseline). `lite/merge` and `lite/scan` force a timeline plan.
     #[arg(long, value_delimiter = ',')]
     backends: Vec<String>,
     /// Calls per query type.
@@ -52,6 +53,9 @@ pub struct WorkerArgs {
     data: PathBuf,
     #[arg(long)]
     backend: String,
+    /// Name shown in the results.
+    #[arg(long)]
+    label: Option<String>,
     #[arg(long)]
     dir: PathBuf,
     #[arg(long)]
@@ -249,7 +253,7 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
     let query_peak = vm_hwm_kib();
     st.close().await?;
     let out = json!({
-        "backend": a.backend,
+        "backend": a.label.as_deref().unwrap_or(&a.backend),
         "events": events,
         "ingest_events_per_s": events as f64 / ingest_secs,
         "append_events_per_s": events as f64 / append_time.as_secs_f64().max(1e-9),
@@ -325,15 +329,18 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut results = Vec::new();
     for b in &backends {
-        let dir = a.out.join(format!("store-{b}"));
+        let safe = b.replace('/', "-");
+        let dir = a.out.join(format!("store-{safe}"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
-        let json_path = a.out.join(format!("result-{b}.json"));
+        let json_path = a.out.join(format!("result-{safe}.json"));
         eprintln!("bench: {b}: ingesting and querying (own process)…");
         let t = Instant::now();
+        let (backend, variant) = b.split_once('/').unwrap_or((b, ""));
         let status = std::process::Command::new(&exe)
-            .args(["bench-worker", "--backend", b, "--data"])
+            .env("FEED_LITE_TIMELINE", variant)
+            .args(["bench-worker", "--backend", backend, "--label", b, "--data"])
             .arg(&data)
             .arg("--dir")
             .arg(&dir)

@@ -104,11 +104,15 @@ fn open_backend(dir: &Path, backend: &str) -> anyhow::Result<Store> {
     match backend {
         #[cfg(feature = "lite")]
         "lite" => {
-            let events = feed_sqlite_lite::SqliteEventStore::open(
-                &dir.join("lite"),
-                &feed_sqlite_lite::SqliteConfig::default(),
-            )
-            .with_context(|| format!("opening the lite store in {}", dir.display()))?;
+            let mut config = feed_sqlite_lite::SqliteConfig::default();
+            // Benchmarks compare timeline plans (`feed bench --backends lite/scan`).
+            config.timeline = match std::env::var("FEED_LITE_TIMELINE").as_deref() {
+                Ok("merge") => feed_sqlite_lite::TimelinePlan::Merge,
+                Ok("scan") => feed_sqlite_lite::TimelinePlan::Scan,
+                _ => feed_sqlite_lite::TimelinePlan::Auto,
+            };
+            let events = feed_sqlite_lite::SqliteEventStore::open(&dir.join("lite"), &config)
+                .with_context(|| format!("opening the lite store in {}", dir.display()))?;
             // The lite vector index (usearch) is not built yet: search says so.
             Ok(FeedStore::new(Box::new(events), None, None))
         }

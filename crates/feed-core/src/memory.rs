@@ -145,7 +145,7 @@ impl<'a> View<'a> {
             let applies = if self.bug(Bug::ForeignDeleteHonoured) {
                 d.kind == EventType::Delete && ev.kind != EventType::Delete
             } else {
-                delete_applies(d, ev)
+                delete_applies(d, ev.into())
             };
             let in_time = !self.bug(Bug::LateDeleteIgnored)
                 || self.st.events.get(&d.id).is_some_and(|(_, s)| *s > seq);
@@ -352,7 +352,7 @@ impl EventStore for MemoryEventStore {
             };
             let existing = st.events.get(&ev.id).map(|(e, _)| e);
             let target = ev.parent.and_then(|p| st.events.get(&p)).map(|(e, _)| e);
-            let mut admission = admit(&ev, existing, target);
+            let mut admission = admit(&ev, existing, target.map(TargetRef::from));
             if self.has(Bug::ConflictAsDuplicate)
                 && matches!(&admission, Err(r) if r.code == ErrorCode::Conflict)
             {

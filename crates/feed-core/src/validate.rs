@@ -273,13 +273,34 @@ pub enum Admission {
     Duplicate,
 }
 
+/// What the rules need to know of a stored target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetRef {
+    /// Its id.
+    pub id: EventId,
+    /// Its type.
+    pub kind: EventType,
+    /// Its author.
+    pub author: Did,
+}
+
+impl From<&FeedEvent> for TargetRef {
+    fn from(e: &FeedEvent) -> TargetRef {
+        TargetRef {
+            id: e.id,
+            kind: e.kind,
+            author: e.author,
+        }
+    }
+}
+
 /// The stateful rules of SPEC §3–§4, given what the store holds: `existing`
 /// is the stored event with the same id, `target` the stored event named by
 /// `parent` (both as of this point of the batch, earlier events included).
 pub fn admit(
     ev: &FeedEvent,
     existing: Option<&FeedEvent>,
-    target: Option<&FeedEvent>,
+    target: Option<TargetRef>,
 ) -> Result<Admission, Rejection> {
     if let Some(old) = existing {
         return if old.same_event(ev) {
@@ -316,7 +337,7 @@ pub fn admit(
 
 /// Whether `delete` (a stored delete event) removes `target` (the stored
 /// event its `parent` names): same author, and the target is not a delete.
-pub fn delete_applies(delete: &FeedEvent, target: &FeedEvent) -> bool {
+pub fn delete_applies(delete: &FeedEvent, target: TargetRef) -> bool {
     delete.kind == EventType::Delete
         && delete.parent == Some(target.id)
         && delete.author == target.author

@@ -10,6 +10,8 @@
 mod schema;
 mod sql;
 
+pub use sql::TimelinePlan;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -41,8 +43,11 @@ pub struct SqliteConfig {
     pub sync: SyncMode,
     /// Page cache, KiB (default 2048).
     pub cache_kib: u32,
-    /// Largest memory-mapped view of the file, bytes (default 8 MiB).
+    /// Largest memory-mapped view of the file, bytes (default 0: mapped
+    /// pages count towards the process's resident memory).
     pub mmap_bytes: u64,
+    /// How timelines are planned (default `Auto`).
+    pub timeline: TimelinePlan,
 }
 
 impl Default for SqliteConfig {
@@ -50,7 +55,8 @@ impl Default for SqliteConfig {
         SqliteConfig {
             sync: SyncMode::Normal,
             cache_kib: 2048,
-            mmap_bytes: 8 << 20,
+            mmap_bytes: 0,
+            timeline: TimelinePlan::Auto,
         }
     }
 }
@@ -62,6 +68,7 @@ pub const DB_FILE: &str = "events.sqlite";
 pub struct SqliteEventStore {
     conn: Arc<Mutex<Option<Connection>>>,
     dir: PathBuf,
+    timeline: TimelinePlan,
 }
 
 impl SqliteEventStore {
@@ -75,6 +82,7 @@ impl SqliteEventStore {
         Ok(SqliteEventStore {
             conn: Arc::new(Mutex::new(Some(conn))),
             dir: dir.to_path_buf(),
+            timeline: config.timeline,
         })
     }
 
@@ -126,8 +134,8 @@ impl EventStore for SqliteEventStore {
         limit: usize,
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
-        let did = *did;
-        self.run(move |c| sql::timeline(c, &did, limit, before))
+        let (did, plan) = (*did, self.timeline);
+        self.run(move |c| sql::timeline(c, &did, limit, before, plan))
             .await
     }
 

@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS ev_time   ON events(ts, id);
 CREATE INDEX IF NOT EXISTS ev_author ON events(author, kind, ts, id);
 CREATE INDEX IF NOT EXISTS ev_parent ON events(parent, kind) WHERE parent IS NOT NULL;
+-- Live posts only: covering indexes for timelines and author feeds.
+CREATE INDEX IF NOT EXISTS posts_by_author ON events(author, ts, id) WHERE kind = 0 AND deleted = 0;
+CREATE INDEX IF NOT EXISTS posts_by_time ON events(ts, id, author) WHERE kind = 0 AND deleted = 0;
 CREATE TABLE IF NOT EXISTS embeddings (
     seq INTEGER PRIMARY KEY,   -- events.seq
     v   BLOB NOT NULL          -- 384 little-endian f32

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use feed_core::thread::{pick_thread_nodes, ReachedNode};
 use feed_core::validate::{
-    admit, apply_edit, delete_applies, filter_matches, now_ns, validate, Admission,
+    admit, apply_edit, delete_applies, filter_matches, now_ns, validate, Admission, TargetRef,
 };
 use feed_core::{
     AppendStatus, Bucket, BucketWidth, ContentHash, Counts, Cursor, Did, Embedding, Entry, EventId,
@@ -202,20 +202,20 @@ pub(crate) fn append(c: &mut Connection, batch: Vec<FeedEvent>) -> Res<Vec<Appen
                 continue;
             }
         };
-        let existing = load(&tx, ev.id)?;
+        let existing = if exists(&tx, ev.id)? {
+            load(&tx, ev.id)?
+        } else {
+            None
+        };
         let target = match ev.parent {
-            Some(p) => load(&tx, p)?,
+            Some(p) => target_ref(&tx, p)?,
             None => None,
         };
-        match admit(
-            &ev,
-            existing.as_ref().map(|r| &r.ev),
-            target.as_ref().map(|r| &r.ev),
-        ) {
+        match admit(&ev, existing.as_ref().map(|r| &r.ev), target) {
             Err(r) => out.push(AppendStatus::Rejected(r)),
             Ok(Admission::Duplicate) => out.push(AppendStatus::Duplicate),
             Ok(Admission::Accept) => {
-                insert(&tx, &ev, target.as_ref())?;
+                insert(&tx, &ev, target)?;
                 out.push(AppendStatus::Accepted);
             }
         }
@@ -224,7 +224,33 @@ pub(crate) fn append(c: &mut Connection, batch: Vec<FeedEvent>) -> Res<Vec<Appen
     Ok(out)
 }
 
-fn insert(c: &Connection, ev: &FeedEvent, target: Option<&Rec>) -> Res<()> {
+fn exists(c: &Connection, id: EventId) -> Res<bool> {
+    Ok(
+        c.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)")?
+            .query_row(params![key(id)], |r| r.get(0))?,
+    )
+}
+
+fn target_ref(c: &Connection, id: EventId) -> Res<Option<TargetRef>> {
+    let row = c
+        .prepare_cached(
+            "SELECT ev.kind, d.did FROM events ev JOIN dids d ON d.n = ev.author WHERE ev.id = ?1",
+        )?
+        .query_row(params![key(id)], |r| {
+            Ok((r.get::<_, u8>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .optional()?;
+    let Some((kind, did)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(TargetRef {
+        id,
+        kind: EventType::from_code(kind).ok_or_else(|| corrupt("unknown event type"))?,
+        author: Did(bytes32(did, "stored DID has the wrong size")?),
+    }))
+}
+
+fn insert(c: &Connection, ev: &FeedEvent, target: Option<TargetRef>) -> Res<()> {
     let author = did_number(c, &ev.author)?;
     let id = key(ev.id);
     // A delete that arrived first removes the event on arrival.
@@ -259,11 +285,13 @@ fn insert(c: &Connection, ev: &FeedEvent, target: Option<&Rec>) -> Res<()> {
     }
     match ev.kind {
         EventType::Delete => {
-            if let Some(t) = target.filter(|t| delete_applies(ev, &t.ev)) {
+            if let Some(t) = target.filter(|t| delete_applies(ev, *t)) {
                 c.prepare_cached("UPDATE events SET deleted = 1 WHERE id = ?1")?
-                    .execute(params![key(t.ev.id)])?;
-                c.prepare_cached("DELETE FROM follows WHERE event = ?1")?
-                    .execute(params![key(t.ev.id)])?;
+                    .execute(params![key(t.id)])?;
+                if t.kind == EventType::Follow {
+                    c.prepare_cached("DELETE FROM follows WHERE event = ?1")?
+                        .execute(params![key(t.id)])?;
+                }
             }
         }
         EventType::Follow if !deleted => {
@@ -294,31 +322,41 @@ fn insert(c: &Connection, ev: &FeedEvent, target: Option<&Rec>) -> Res<()> {
     Ok(())
 }
 
+/// Ids of the live edits in effect on a post, oldest first. `ev_parent`
+/// is named because the planner otherwise walks all of a prolific author's
+/// edits through `ev_author`.
+fn edit_ids(c: &Connection, post: &Rec, newest_only: bool) -> Res<Vec<i64>> {
+    let sql = if newest_only {
+        "SELECT id FROM events INDEXED BY ev_parent \
+         WHERE parent = ?1 AND kind = 5 AND author = ?2 AND deleted = 0 \
+         ORDER BY ts DESC, id DESC LIMIT 1"
+    } else {
+        "SELECT id FROM events INDEXED BY ev_parent \
+         WHERE parent = ?1 AND kind = 5 AND author = ?2 AND deleted = 0 \
+         ORDER BY ts, id"
+    };
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![key(post.ev.id), post.author_n], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Live edits in effect on a post, oldest first.
 fn edits(c: &Connection, post: &Rec) -> Res<Vec<Rec>> {
-    recs(
-        c,
-        select_ev!(
-            "WHERE ev.parent = ?1 AND ev.kind = 5 AND ev.author = ?2 AND ev.deleted = 0 \
-             ORDER BY ev.ts, ev.id"
-        ),
-        params![key(post.ev.id), post.author_n],
-    )
+    let mut out = Vec::new();
+    for k in edit_ids(c, post, false)? {
+        out.extend(load(c, unkey(k))?);
+    }
+    Ok(out)
 }
 
 fn view(c: &Connection, r: Rec) -> Res<EventView> {
     if r.ev.kind != EventType::Post {
         return Ok(apply_edit(&r.ev, None));
     }
-    let newest = recs(
-        c,
-        select_ev!(
-            "WHERE ev.parent = ?1 AND ev.kind = 5 AND ev.author = ?2 AND ev.deleted = 0 \
-             ORDER BY ev.ts DESC, ev.id DESC LIMIT 1"
-        ),
-        params![key(r.ev.id), r.author_n],
-    )?
-    .pop();
+    let newest = match edit_ids(c, &r, true)?.first() {
+        Some(&k) => load(c, unkey(k))?,
+        None => None,
+    };
     Ok(apply_edit(&r.ev, newest.as_ref().map(|e| &e.ev)))
 }
 
@@ -346,32 +384,144 @@ pub(crate) fn versions(c: &Connection, id: EventId) -> Res<Vec<FeedEvent>> {
     Ok(out)
 }
 
+/// How `timeline` finds its posts; see the crate README for measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimelinePlan {
+    /// Up to `limit` newest live posts from each followed author's index
+    /// range, merged.
+    Merge,
+    /// Walk all live posts newest first, keeping the followed authors'.
+    Scan,
+    /// Merge for small follow sets, scan (with a row budget, then merge)
+    /// for large ones.
+    Auto,
+}
+
+/// Follow sets at most this large are merged; larger ones are scanned.
+const MERGE_MAX_AUTHORS: usize = 48;
+/// Rows a scan may read before it gives up and merges instead.
+const SCAN_BUDGET: usize = 20_000;
+
 pub(crate) fn timeline(
     c: &Connection,
     did: &Did,
     limit: usize,
     before: Option<Cursor>,
+    plan: TimelinePlan,
 ) -> Res<Vec<EventView>> {
+    let limit = feed_core::clamp_timeline_limit(limit);
     let Some(me) = did_lookup(c, did)? else {
         return Ok(Vec::new());
     };
-    let (ts, id) = cursor_params(before);
-    let rs = recs(
-        c,
-        select_ev!(
-            "WHERE ev.author IN (SELECT followee FROM follows WHERE follower = ?1 UNION SELECT ?1) \
-             AND ev.kind = 0 AND ev.deleted = 0 \
-             AND (?2 IS NULL OR (ev.ts, ev.id) < (?2, ?3)) \
-             ORDER BY ev.ts DESC, ev.id DESC LIMIT ?4"
-        ),
-        params![
-            me,
-            ts,
-            id,
-            limit_param(feed_core::clamp_timeline_limit(limit))
-        ],
-    )?;
-    views(c, rs)
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut authors: Vec<i64> = {
+        let mut stmt =
+            c.prepare_cached("SELECT DISTINCT followee FROM follows WHERE follower = ?1")?;
+        let rows = stmt.query_map(params![me], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    authors.push(me);
+    let scan = match plan {
+        TimelinePlan::Merge => false,
+        TimelinePlan::Scan => true,
+        TimelinePlan::Auto => authors.len() > MERGE_MAX_AUTHORS,
+    };
+    let budget = if plan == TimelinePlan::Scan {
+        usize::MAX
+    } else {
+        SCAN_BUDGET
+    };
+    let keys = match scan
+        .then(|| scan_posts(c, &authors, limit, before, budget))
+        .transpose()?
+    {
+        Some(Some(keys)) => keys,
+        _ => merge_posts(c, &authors, limit, before)?,
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        let r = load(c, unkey(k))?.ok_or_else(|| corrupt("indexed post vanished"))?;
+        out.push(view(c, r)?);
+    }
+    Ok(out)
+}
+
+/// Newest `limit` live posts of each author, merged: keys, newest first.
+fn merge_posts(
+    c: &Connection,
+    authors: &[i64],
+    limit: usize,
+    before: Option<Cursor>,
+) -> Res<Vec<i64>> {
+    let mut all: Vec<(i64, i64)> = Vec::new();
+    let mut stmt = match before {
+        None => c.prepare_cached(
+            "SELECT ts, id FROM events INDEXED BY posts_by_author \
+             WHERE author = ?1 AND kind = 0 AND deleted = 0 \
+             ORDER BY ts DESC, id DESC LIMIT ?2",
+        )?,
+        Some(_) => c.prepare_cached(
+            "SELECT ts, id FROM events INDEXED BY posts_by_author \
+             WHERE author = ?1 AND kind = 0 AND deleted = 0 \
+             AND (ts, id) < (?3, ?4) ORDER BY ts DESC, id DESC LIMIT ?2",
+        )?,
+    };
+    for a in authors {
+        let mut rows = match before {
+            None => stmt.query(params![a, limit_param(limit)])?,
+            Some(b) => stmt.query(params![a, limit_param(limit), b.ts, key(b.id)])?,
+        };
+        while let Some(r) = rows.next()? {
+            all.push((r.get(0)?, r.get(1)?));
+        }
+    }
+    all.sort_unstable_by(|x, y| y.cmp(x));
+    all.dedup();
+    all.truncate(limit);
+    Ok(all.into_iter().map(|(_, id)| id).collect())
+}
+
+/// Walks live posts newest first keeping the followed authors'; `None` if
+/// `budget` rows were read before `limit` were found.
+fn scan_posts(
+    c: &Connection,
+    authors: &[i64],
+    limit: usize,
+    before: Option<Cursor>,
+    budget: usize,
+) -> Res<Option<Vec<i64>>> {
+    let wanted: std::collections::HashSet<i64> = authors.iter().copied().collect();
+    let mut stmt = match before {
+        None => c.prepare_cached(
+            "SELECT id, author FROM events WHERE kind = 0 AND deleted = 0 \
+             ORDER BY ts DESC, id DESC",
+        )?,
+        Some(_) => c.prepare_cached(
+            "SELECT id, author FROM events WHERE kind = 0 AND deleted = 0 \
+             AND (ts, id) < (?1, ?2) ORDER BY ts DESC, id DESC",
+        )?,
+    };
+    let mut rows = match before {
+        None => stmt.query([])?,
+        Some(b) => stmt.query(params![b.ts, key(b.id)])?,
+    };
+    let mut out = Vec::with_capacity(limit);
+    let mut read = 0usize;
+    while let Some(r) = rows.next()? {
+        read += 1;
+        if wanted.contains(&r.get::<_, i64>(1)?) {
+            out.push(r.get(0)?);
+            if out.len() == limit {
+                return Ok(Some(out));
+            }
+        }
+        if read >= budget {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
 }
 
 pub(crate) fn author_feed(
@@ -561,21 +711,58 @@ fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
     if limit == 0 {
         return Ok(out);
     }
+    let mut candidates = Vec::new();
     if let Some(ids) = &f.ids {
         for id in ids {
-            if let Some(r) = load(c, *id)? {
-                if !r.deleted
-                    && filter_matches(f, &r.ev)
-                    && !out.iter().any(|o: &Rec| o.seq == r.seq)
-                {
-                    out.push(r);
+            candidates.extend(load(c, *id)?);
+        }
+    } else if let Some(authors) = &f.authors {
+        // Each (author, type) index range newest first, `limit` matches
+        // from each, then merged.
+        let types: &[EventType] = f.types.as_deref().unwrap_or(&EventType::ALL);
+        let mut stmt = c.prepare_cached(select_ev!(
+            "WHERE ev.author = ?1 AND ev.kind = ?2 AND ev.deleted = 0 \
+             AND ev.ts >= ?3 AND ev.ts <= ?4 ORDER BY ev.ts DESC, ev.id DESC"
+        ))?;
+        for a in authors {
+            let Some(n) = did_lookup(c, a)? else { continue };
+            for t in types {
+                let mut rows = stmt.query(params![
+                    n,
+                    t.code(),
+                    f.since.unwrap_or(i64::MIN),
+                    f.until.unwrap_or(i64::MAX)
+                ])?;
+                let mut taken = 0;
+                while let Some(row) = rows.next()? {
+                    let r = rec(row)?;
+                    if filter_matches(f, &r.ev) {
+                        candidates.push(r);
+                        taken += 1;
+                        if taken == limit {
+                            break;
+                        }
+                    }
                 }
             }
         }
-        out.sort_by_key(|r| std::cmp::Reverse(r.ev.cursor()));
-        out.truncate(limit);
+    } else {
+        for_each_live(c, f, |r| {
+            out.push(r);
+            Ok(out.len() < limit)
+        })?;
         return Ok(out);
     }
+    candidates.retain(|r| !r.deleted && filter_matches(f, &r.ev));
+    candidates.sort_by_key(|r| std::cmp::Reverse(r.ev.cursor()));
+    candidates.dedup_by_key(|r| r.seq);
+    candidates.truncate(limit);
+    Ok(candidates)
+}
+
+/// Streams live events matching `f` newest first (in `since..=until`) to
+/// `visit` until it returns false; nothing is collected.
+fn for_each_live(c: &Connection, f: &Filter, mut visit: impl FnMut(Rec) -> Res<bool>) -> Res<()> {
     let mut stmt = c.prepare_cached(select_ev!(
         "WHERE ev.deleted = 0 AND ev.ts >= ?1 AND ev.ts <= ?2 ORDER BY ev.ts DESC, ev.id DESC"
     ))?;
@@ -585,14 +772,11 @@ fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
     ])?;
     while let Some(row) = rows.next()? {
         let r = rec(row)?;
-        if filter_matches(f, &r.ev) {
-            out.push(r);
-            if out.len() == limit {
-                break;
-            }
+        if filter_matches(f, &r.ev) && !visit(r)? {
+            break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(crate) fn query(c: &Connection, f: &Filter) -> Res<Vec<EventView>> {
@@ -602,17 +786,34 @@ pub(crate) fn query(c: &Connection, f: &Filter) -> Res<Vec<EventView>> {
 
 pub(crate) fn buckets(c: &Connection, f: &Filter, width: BucketWidth) -> Res<Vec<Bucket>> {
     let mut counts: BTreeMap<(i64, EventType), u64> = BTreeMap::new();
-    for r in matching(
-        c,
-        &Filter {
-            limit: None,
-            ..f.clone()
-        },
-        usize::MAX,
-    )? {
-        *counts
-            .entry((width.start_of(r.ev.ts), r.ev.kind))
-            .or_default() += 1;
+    let simple = f.ids.is_none()
+        && f.authors.is_none()
+        && f.tags.is_none()
+        && f.mentions.is_none()
+        && f.parents.is_none();
+    if simple {
+        // Activity charts: only time and type matter, read just those.
+        let mut stmt = c.prepare_cached(
+            "SELECT ts, kind FROM events WHERE deleted = 0 AND ts >= ?1 AND ts <= ?2",
+        )?;
+        let mut rows = stmt.query(params![
+            f.since.unwrap_or(i64::MIN),
+            f.until.unwrap_or(i64::MAX)
+        ])?;
+        while let Some(r) = rows.next()? {
+            let kind =
+                EventType::from_code(r.get(1)?).ok_or_else(|| corrupt("unknown event type"))?;
+            if f.types.as_ref().is_none_or(|t| t.contains(&kind)) {
+                *counts.entry((width.start_of(r.get(0)?), kind)).or_default() += 1;
+            }
+        }
+    } else {
+        for_each_live(c, f, |r| {
+            *counts
+                .entry((width.start_of(r.ev.ts), r.ev.kind))
+                .or_default() += 1;
+            Ok(true)
+        })?;
     }
     Ok(counts
         .into_iter()
