@@ -104,12 +104,14 @@ fn open_backend(dir: &Path, backend: &str) -> anyhow::Result<Store> {
     match backend {
         #[cfg(feature = "lite")]
         "lite" => {
-            let mut config = feed_sqlite_lite::SqliteConfig::default();
             // Benchmarks compare timeline plans (`feed bench --backends lite/scan`).
-            config.timeline = match std::env::var("FEED_LITE_TIMELINE").as_deref() {
-                Ok("merge") => feed_sqlite_lite::TimelinePlan::Merge,
-                Ok("scan") => feed_sqlite_lite::TimelinePlan::Scan,
-                _ => feed_sqlite_lite::TimelinePlan::Auto,
+            let config = feed_sqlite_lite::SqliteConfig {
+                timeline: match std::env::var("FEED_LITE_TIMELINE").as_deref() {
+                    Ok("merge") => feed_sqlite_lite::TimelinePlan::Merge,
+                    Ok("scan") => feed_sqlite_lite::TimelinePlan::Scan,
+                    _ => feed_sqlite_lite::TimelinePlan::Auto,
+                },
+                ..feed_sqlite_lite::SqliteConfig::default()
             };
             let events = feed_sqlite_lite::SqliteEventStore::open(&dir.join("lite"), &config)
                 .with_context(|| format!("opening the lite store in {}", dir.display()))?;
