@@ -37,12 +37,12 @@ CREATE TABLE IF NOT EXISTS events (
     mentions BLOB,      -- concatenated 32-byte DIDs
     deleted  INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS ev_time   ON events(ts, id);
-CREATE INDEX IF NOT EXISTS ev_author ON events(author, kind, ts, id);
+-- Live events only (a delete drops its target's entries): newest-first
+-- scans, buckets and timeline scans read ev_time alone; author feeds and
+-- timeline merges read ev_author alone.
+CREATE INDEX IF NOT EXISTS ev_time   ON events(ts, id, kind, author) WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS ev_author ON events(author, kind, ts, id) WHERE deleted = 0;
 CREATE INDEX IF NOT EXISTS ev_parent ON events(parent, kind) WHERE parent IS NOT NULL;
--- Live posts only: covering indexes for timelines and author feeds.
-CREATE INDEX IF NOT EXISTS posts_by_author ON events(author, ts, id) WHERE kind = 0 AND deleted = 0;
-CREATE INDEX IF NOT EXISTS posts_by_time ON events(ts, id, author) WHERE kind = 0 AND deleted = 0;
 CREATE TABLE IF NOT EXISTS embeddings (
     seq INTEGER PRIMARY KEY,   -- events.seq
     v   BLOB NOT NULL          -- 384 little-endian f32

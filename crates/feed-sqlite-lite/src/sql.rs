@@ -458,12 +458,12 @@ fn merge_posts(
     let mut all: Vec<(i64, i64)> = Vec::new();
     let mut stmt = match before {
         None => c.prepare_cached(
-            "SELECT ts, id FROM events INDEXED BY posts_by_author \
+            "SELECT ts, id FROM events INDEXED BY ev_author \
              WHERE author = ?1 AND kind = 0 AND deleted = 0 \
              ORDER BY ts DESC, id DESC LIMIT ?2",
         )?,
         Some(_) => c.prepare_cached(
-            "SELECT ts, id FROM events INDEXED BY posts_by_author \
+            "SELECT ts, id FROM events INDEXED BY ev_author \
              WHERE author = ?1 AND kind = 0 AND deleted = 0 \
              AND (ts, id) < (?3, ?4) ORDER BY ts DESC, id DESC LIMIT ?2",
         )?,
@@ -495,11 +495,11 @@ fn scan_posts(
     let wanted: std::collections::HashSet<i64> = authors.iter().copied().collect();
     let mut stmt = match before {
         None => c.prepare_cached(
-            "SELECT id, author FROM events WHERE kind = 0 AND deleted = 0 \
+            "SELECT id, author FROM events INDEXED BY ev_time WHERE kind = 0 AND deleted = 0 \
              ORDER BY ts DESC, id DESC",
         )?,
         Some(_) => c.prepare_cached(
-            "SELECT id, author FROM events WHERE kind = 0 AND deleted = 0 \
+            "SELECT id, author FROM events INDEXED BY ev_time WHERE kind = 0 AND deleted = 0 \
              AND (ts, id) < (?1, ?2) ORDER BY ts DESC, id DESC",
         )?,
     };
