@@ -1,0 +1,359 @@
+//! The `feed` command end to end (SPEC §7) on the default backend: exit
+//! statuses, ingest's report, export → ingest → export, and every read
+//! command's output against a replay into `MemoryEventStore`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use feed_core::jsonl::{entry_line, event_line, parse_line, view_line, Extras};
+use feed_core::{EventStore, EventType, FeedEvent, MemoryEventStore};
+
+fn feed(store: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_feed"));
+    cmd.arg("--store").arg(store).args(args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("feed runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("feed finishes")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("UTF-8 output")
+}
+
+fn lines(o: &Output) -> Vec<String> {
+    stdout(o).lines().map(str::to_owned).collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn every_command_answers_like_the_reference() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data.jsonl");
+    let store = tmp.path().join("store");
+    let g = feed(
+        &store,
+        &[
+            "gen",
+            "--events",
+            "3000",
+            "--seed",
+            "9",
+            "--out",
+            data.to_str().expect("path"),
+        ],
+        None,
+    );
+    assert!(
+        g.status.success(),
+        "gen: {}",
+        String::from_utf8_lossy(&g.stderr)
+    );
+    let text = std::fs::read_to_string(&data).expect("data set");
+    let events: Vec<FeedEvent> = text
+        .lines()
+        .map(|l| parse_line(l).expect("gen writes valid lines"))
+        .collect();
+    assert_eq!(events.len(), 3000);
+
+    let i = feed(&store, &["ingest", data.to_str().expect("path")], None);
+    assert_eq!(i.status.code(), Some(0));
+    assert_eq!(
+        stdout(&i).trim(),
+        r#"{"accepted":3000,"duplicate":0,"rejected":0}"#
+    );
+
+    let reference = MemoryEventStore::new();
+    let rt = rt();
+    rt.block_on(reference.append(events.clone()))
+        .expect("replay");
+
+    // Sample ids, authors and tags from the data set.
+    let posts: Vec<&FeedEvent> = events
+        .iter()
+        .filter(|e| e.kind == EventType::Post)
+        .collect();
+    let authors: Vec<String> = events
+        .iter()
+        .take(40)
+        .map(|e| e.author.to_string())
+        .collect();
+    let tags: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind.carries_topics())
+        .flat_map(|e| e.tags.clone())
+        .take(5)
+        .collect();
+    for p in posts.iter().step_by(97) {
+        let id = p.id.to_string();
+        let want: Vec<String> = rt
+            .block_on(reference.get(p.id))
+            .expect("get")
+            .iter()
+            .map(|e| entry_line(e, Extras::default()))
+            .collect();
+        assert_eq!(lines(&feed(&store, &["get", &id], None)), want, "get {id}");
+        let want: Vec<String> = rt
+            .block_on(reference.versions(p.id))
+            .expect("versions")
+            .iter()
+            .map(event_line)
+            .collect();
+        assert_eq!(
+            lines(&feed(&store, &["versions", &id], None)),
+            want,
+            "versions {id}"
+        );
+        let t = rt.block_on(reference.thread(p.id)).expect("thread");
+        let want: Vec<String> = t
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                entry_line(
+                    &n.entry,
+                    Extras {
+                        depth: Some(n.depth),
+                        truncated: (i == 0).then_some(t.truncated),
+                        ..Extras::default()
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines(&feed(&store, &["thread", &id], None)),
+            want,
+            "thread {id}"
+        );
+        let c = rt.block_on(reference.counts(p.id)).expect("counts");
+        let got = lines(&feed(&store, &["counts", &id], None));
+        match c {
+            None => assert!(got.is_empty()),
+            Some(c) => {
+                let v: serde_json::Value = serde_json::from_str(&got[0]).expect("JSON");
+                assert_eq!(v["replies"], c.replies);
+                assert_eq!(v["thread_size"], c.thread_size);
+                assert_eq!(v["likes"], c.likes);
+                assert_eq!(v["boosts"], c.boosts);
+                assert_eq!(v["bookmarks"], c.bookmarks);
+                assert_eq!(v["edits"], c.edits);
+            }
+        }
+    }
+    for a in &authors {
+        let did = feed_core::Did::parse(a).expect("did");
+        let want: Vec<String> = rt
+            .block_on(reference.timeline(&did, 20, None))
+            .expect("timeline")
+            .iter()
+            .map(|v| view_line(v, Extras::default()))
+            .collect();
+        assert_eq!(
+            lines(&feed(&store, &["timeline", a, "--limit", "20"], None)),
+            want,
+            "timeline {a}"
+        );
+        if let Some(last) = want.get(9) {
+            let v: serde_json::Value = serde_json::from_str(last).expect("JSON");
+            let cursor = format!("{}:{}", v["ts"], v["id"]);
+            let tail = lines(&feed(
+                &store,
+                &["timeline", a, "--limit", "10", "--before", &cursor],
+                None,
+            ));
+            assert_eq!(tail, want[10..].to_vec(), "timeline paging {a}");
+        }
+        let want: Vec<String> = rt
+            .block_on(reference.author_feed(&did, None, None, 50))
+            .expect("author")
+            .iter()
+            .map(|v| view_line(v, Extras::default()))
+            .collect();
+        assert_eq!(
+            lines(&feed(&store, &["author", a], None)),
+            want,
+            "author {a}"
+        );
+        let want: Vec<String> = rt
+            .block_on(reference.mentions(&did, 50, None))
+            .expect("mentions")
+            .iter()
+            .map(|v| view_line(v, Extras::default()))
+            .collect();
+        assert_eq!(
+            lines(&feed(&store, &["mentions", a], None)),
+            want,
+            "mentions {a}"
+        );
+        for (cmd, list) in [
+            ("following", rt.block_on(reference.following(&did))),
+            ("followers", rt.block_on(reference.followers(&did))),
+        ] {
+            let want: Vec<String> = list
+                .expect("follows")
+                .iter()
+                .map(|d| format!("{{\"did\":\"{d}\"}}"))
+                .collect();
+            assert_eq!(lines(&feed(&store, &[cmd, a], None)), want, "{cmd} {a}");
+        }
+    }
+    for t in &tags {
+        let want: Vec<String> = rt
+            .block_on(reference.tag(t, 50, None))
+            .expect("tag")
+            .iter()
+            .map(|v| view_line(v, Extras::default()))
+            .collect();
+        assert_eq!(
+            lines(&feed(
+                &store,
+                &["tag", &format!("#{}", t.to_uppercase())],
+                None
+            )),
+            want,
+            "tag {t}"
+        );
+    }
+    let filter = format!(
+        r#"{{"authors":["{}","{}"],"types":["post","reaction"],"limit":30}}"#,
+        authors[0], authors[1]
+    );
+    let f = feed_core::jsonl::parse_filter(&filter).expect("filter");
+    let want: Vec<String> = rt
+        .block_on(reference.query(&f))
+        .expect("query")
+        .iter()
+        .map(|v| view_line(v, Extras::default()))
+        .collect();
+    assert_eq!(lines(&feed(&store, &["query", &filter], None)), want);
+    let b = feed(&store, &["buckets", "{}", "--width", "hour"], None);
+    let total: u64 = lines(&b)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["count"]
+                .as_u64()
+                .expect("count")
+        })
+        .sum();
+    let stats = rt.block_on(reference.stats()).expect("stats");
+    assert_eq!(total, stats.live.iter().sum::<u64>());
+    let s: serde_json::Value =
+        serde_json::from_str(&stdout(&feed(&store, &["stats"], None))).expect("stats JSON");
+    assert_eq!(s["stored"], 3000);
+
+    // export → ingest into an empty store → export: identical lines.
+    let exported = feed(&store, &["export"], None);
+    assert_eq!(exported.status.code(), Some(0));
+    let want: Vec<String> = events.iter().map(event_line).collect();
+    assert_eq!(
+        lines(&exported),
+        want,
+        "export is arrival order, as ingested"
+    );
+    let copy = tmp.path().join("copy");
+    let i = feed(&copy, &["ingest", "-"], Some(&exported.stdout));
+    assert_eq!(i.status.code(), Some(0));
+    assert_eq!(feed(&copy, &["export"], None).stdout, exported.stdout);
+}
+
+#[test]
+fn exit_statuses_follow_the_spec() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("s");
+    // 3: some input rejected, the rest stored; each rejection on stderr.
+    let good = event_line(&FeedEvent::new(
+        feed_core::EventId(5),
+        EventType::Post,
+        feed_core::Did([7; 32]),
+        1_700_000_000_000_000_000,
+        "hello",
+    ));
+    let input = format!("{good}\nnot json\n{{\"id\":6,\"type\":\"post\"}}\n\n{good}\n");
+    let o = feed(&store, &["ingest"], Some(input.as_bytes()));
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        stdout(&o).trim(),
+        r#"{"accepted":1,"duplicate":1,"rejected":2}"#
+    );
+    let errs: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("rejections are JSON"))
+        .collect();
+    assert_eq!(errs.len(), 2);
+    assert_eq!(
+        (errs[0]["line"].as_u64(), errs[0]["code"].as_str()),
+        (Some(2), Some("bad_json"))
+    );
+    assert_eq!(
+        (
+            errs[1]["line"].as_u64(),
+            errs[1]["id"].as_u64(),
+            errs[1]["code"].as_str()
+        ),
+        (Some(3), Some(6), Some("bad_field"))
+    );
+    assert_eq!(lines(&feed(&store, &["get", "5"], None)).len(), 1);
+    // 2: usage.
+    assert_eq!(feed(&store, &["get"], None).status.code(), Some(2));
+    assert_eq!(
+        feed(&store, &["timeline", "nope"], None).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        feed(&store, &["--backend", "nosuch", "stats"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        feed(&store, &["buckets", "{}", "--width", "week"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    // 4: no store, or a store that cannot be opened.
+    assert_eq!(
+        feed(&tmp.path().join("none"), &["stats"], None)
+            .status
+            .code(),
+        Some(4)
+    );
+    let bad = tmp.path().join("bad");
+    assert_eq!(feed(&bad, &["init"], None).status.code(), Some(0));
+    std::fs::write(
+        bad.join("lite").join("events.sqlite"),
+        b"this is not a database at all, just text that is long enough",
+    )
+    .expect("garble");
+    let o = feed(&bad, &["stats"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    // Search without a vector index says so.
+    let o = feed(&store, &["search", "hello"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unavailable"));
+}
