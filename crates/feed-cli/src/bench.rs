@@ -228,6 +228,18 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
             "following",
             time_calls(q, |i| st.following(did_at(i))).await?,
         );
+        // Timelines of the sampled accounts that follow the most others.
+        let mut by_follows = Vec::with_capacity(samples.authors.len());
+        for d in &samples.authors {
+            by_follows.push((st.following(d).await?.len(), *d));
+        }
+        by_follows.sort_unstable_by(|a, b| b.cmp(a));
+        by_follows.truncate(10);
+        let heavy: Vec<Did> = by_follows.iter().map(|(_, d)| *d).collect();
+        let mut r = time_calls(q, |i| st.timeline(&heavy[i % heavy.len()], 50, None)).await?;
+        r["follows_min"] = json!(by_follows.last().map(|x| x.0));
+        r["follows_max"] = json!(by_follows.first().map(|x| x.0));
+        results.insert("timeline_heavy", r);
         let filters: Vec<Filter> = (0..q)
             .map(|i| Filter {
                 authors: Some(vec![*did_at(i)]),

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use feed_core::rng::Rng;
 use feed_core::snowflake::SnowflakeGenerator;
 use feed_core::{ContentHash, Did, Embedding, EventId, EventType, FeedEvent, EMBEDDING_DIM};
 
@@ -35,39 +36,6 @@ impl Default for GenConfig {
             // 2026-01-01T00:00:00Z
             start_ts: 1_767_225_600_000_000_000,
         }
-    }
-}
-
-/// xorshift64* — deterministic, dependency-free.
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).max(1))
-    }
-    /// 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in 0..n (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u = self.f64().max(1e-12);
-        let v = self.f64();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }
 

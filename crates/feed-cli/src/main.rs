@@ -289,6 +289,34 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
     let (st, backend) = open(cli, create)?;
     let ev = st.events();
     let se = store_err;
+    // The listings: newest-first live events, one line each.
+    let listing = match &cli.cmd {
+        Cmd::Timeline {
+            did: d,
+            limit,
+            before,
+        } => Some(ev.timeline(&did(d)?, *limit, cursor(before)?).await),
+        Cmd::Author {
+            did: d,
+            since,
+            until,
+            limit,
+        } => Some(ev.author_feed(&did(d)?, *since, *until, *limit).await),
+        Cmd::Tag { tag, limit, before } => Some(ev.tag(tag, *limit, cursor(before)?).await),
+        Cmd::Mentions {
+            did: d,
+            limit,
+            before,
+        } => Some(ev.mentions(&did(d)?, *limit, cursor(before)?).await),
+        Cmd::Query { filter } => Some(ev.query(&parse_filter(filter).map_err(usage)?).await),
+        _ => None,
+    };
+    if let Some(views) = listing {
+        for v in views.map_err(se)? {
+            line!("{}", view_line(&v, Extras::default()));
+        }
+        return Ok(0);
+    }
     match &cli.cmd {
         Cmd::Init => line!(
             "{}",
@@ -327,33 +355,6 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                 line!("{}", event_line(&e));
             }
         }
-        Cmd::Timeline {
-            did: d,
-            limit,
-            before,
-        } => {
-            for v in ev
-                .timeline(&did(d)?, *limit, cursor(before)?)
-                .await
-                .map_err(se)?
-            {
-                line!("{}", view_line(&v, Extras::default()));
-            }
-        }
-        Cmd::Author {
-            did: d,
-            since,
-            until,
-            limit,
-        } => {
-            for v in ev
-                .author_feed(&did(d)?, *since, *until, *limit)
-                .await
-                .map_err(se)?
-            {
-                line!("{}", view_line(&v, Extras::default()));
-            }
-        }
         Cmd::Thread { id } => {
             let t = ev.thread(EventId(*id)).await.map_err(se)?;
             for (i, n) in t.nodes.iter().enumerate() {
@@ -374,24 +375,6 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                 );
             }
         }
-        Cmd::Tag { tag, limit, before } => {
-            for v in ev.tag(tag, *limit, cursor(before)?).await.map_err(se)? {
-                line!("{}", view_line(&v, Extras::default()));
-            }
-        }
-        Cmd::Mentions {
-            did: d,
-            limit,
-            before,
-        } => {
-            for v in ev
-                .mentions(&did(d)?, *limit, cursor(before)?)
-                .await
-                .map_err(se)?
-            {
-                line!("{}", view_line(&v, Extras::default()));
-            }
-        }
         Cmd::Following { did: d } | Cmd::Followers { did: d } => {
             let d = did(d)?;
             let list = if matches!(cli.cmd, Cmd::Following { .. }) {
@@ -401,12 +384,6 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
             };
             for x in list.map_err(se)? {
                 line!("{{\"did\":\"{x}\"}}");
-            }
-        }
-        Cmd::Query { filter } => {
-            let f = parse_filter(filter).map_err(usage)?;
-            for v in ev.query(&f).await.map_err(se)? {
-                line!("{}", view_line(&v, Extras::default()));
             }
         }
         Cmd::Buckets { filter, width } => {
@@ -500,7 +477,14 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                     "vector_index": st.index().is_some(), "index_lag": st.index_lag()})
             );
         }
-        Cmd::Gen { .. } | Cmd::Bench(_) | Cmd::BenchWorker(_) => {}
+        Cmd::Gen { .. }
+        | Cmd::Bench(_)
+        | Cmd::BenchWorker(_)
+        | Cmd::Timeline { .. }
+        | Cmd::Author { .. }
+        | Cmd::Tag { .. }
+        | Cmd::Mentions { .. }
+        | Cmd::Query { .. } => {}
     }
     Ok(0)
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+pub use feed_core::rng::Rng;
 use feed_core::{
     dot, Did, Embedding, EventId, EventType, IndexError, SearchMode, VectorFilter, VectorIndex,
     VectorRecord, EMBEDDING_DIM,
@@ -24,29 +25,6 @@ pub trait IndexFactory: Send + Sync {
     async fn create(&self) -> Result<Self::Index, IndexError>;
     /// Closes and reopens `index` from where it persists (in memory: unchanged).
     async fn reopen(&self, index: Self::Index) -> Result<Self::Index, IndexError>;
-}
-
-/// A tiny deterministic PRNG (xorshift64*), so data sets need no crate.
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded; a zero seed is replaced.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in [-1, 1).
-    pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
 }
 
 /// A vector from a small seed, with components in {-1, 0, 1} so that

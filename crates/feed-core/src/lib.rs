@@ -3,7 +3,7 @@
 //! - [`model`]: events, ids, DIDs, hashes, embeddings and query results;
 //! - [`validate`]: the SPEC's rules and error codes;
 //! - [`jsonl`]: the JSON Lines interchange;
-//! - [`snowflake`]: id generation;
+//! - [`snowflake`]: id generation; [`rng`]: seeded PRNG for data sets;
 //! - [`thread`]: thread shaping shared by backends;
 //! - [`traits`]: [`EventStore`], [`VectorIndex`], [`Embedder`];
 //! - [`memory`], [`memvec`]: in-memory backends;
@@ -14,6 +14,7 @@ pub mod jsonl;
 pub mod memory;
 pub mod memvec;
 pub mod model;
+pub mod rng;
 pub mod snowflake;
 pub mod thread;
 pub mod traits;

@@ -339,35 +339,16 @@ impl<'a> View<'a> {
 #[async_trait]
 impl EventStore for MemoryEventStore {
     async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
-        let now = now_ns();
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let mut out = Vec::with_capacity(batch.len());
-        for ev in batch {
-            let ev = match validate(ev, now) {
-                Ok(ev) => ev,
-                Err(r) => {
-                    out.push(AppendStatus::Rejected(r));
-                    continue;
-                }
-            };
-            let existing = st.events.get(&ev.id).map(|(e, _)| e);
-            let target = ev.parent.and_then(|p| st.events.get(&p)).map(|(e, _)| e);
-            let mut admission = admit(&ev, existing, target.map(TargetRef::from));
-            if self.has(Bug::ConflictAsDuplicate)
-                && matches!(&admission, Err(r) if r.code == ErrorCode::Conflict)
-            {
-                admission = Ok(Admission::Duplicate);
-            }
-            match admission {
-                Err(r) => out.push(AppendStatus::Rejected(r)),
-                Ok(Admission::Duplicate) => out.push(AppendStatus::Duplicate),
-                Ok(Admission::Accept) => {
-                    insert(&mut st, ev);
-                    out.push(AppendStatus::Accepted);
+        let mut statuses = append_with(batch, now_ns(), &mut *st)?;
+        if self.has(Bug::ConflictAsDuplicate) {
+            for s in &mut statuses {
+                if s.code() == Some(ErrorCode::Conflict) {
+                    *s = AppendStatus::Duplicate;
                 }
             }
         }
-        Ok(out)
+        Ok(statuses)
     }
 
     async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
@@ -605,6 +586,23 @@ impl EventStore for MemoryEventStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl Admit for State {
+    type Error = StoreError;
+    fn existing(&mut self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
+        Ok(self.events.get(&id).map(|(e, _)| e.clone()))
+    }
+    fn exists(&mut self, id: EventId) -> Result<bool, StoreError> {
+        Ok(self.events.contains_key(&id))
+    }
+    fn target(&mut self, id: EventId) -> Result<Option<TargetRef>, StoreError> {
+        Ok(self.events.get(&id).map(|(e, _)| TargetRef::from(e)))
+    }
+    fn insert(&mut self, ev: FeedEvent, _target: Option<TargetRef>) -> Result<(), StoreError> {
+        insert(self, ev);
         Ok(())
     }
 }

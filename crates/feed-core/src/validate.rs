@@ -335,6 +335,60 @@ pub fn admit(
     Ok(Admission::Accept)
 }
 
+/// What a backend provides to [`append_with`]: lookups as of this point of
+/// the batch, and the insertion of an accepted event.
+pub trait Admit {
+    /// The backend's error.
+    type Error;
+    /// The stored event with this id, if any.
+    fn existing(&mut self, id: EventId) -> Result<Option<FeedEvent>, Self::Error>;
+    /// Whether an event with this id is stored (a cheap check before
+    /// [`Admit::existing`]).
+    fn exists(&mut self, id: EventId) -> Result<bool, Self::Error>;
+    /// The stored event with this id, as much as the rules need.
+    fn target(&mut self, id: EventId) -> Result<Option<TargetRef>, Self::Error>;
+    /// Stores an accepted event; `target` is its stored parent, if any.
+    fn insert(&mut self, ev: FeedEvent, target: Option<TargetRef>) -> Result<(), Self::Error>;
+}
+
+/// The append loop every backend shares: each event of the batch, in
+/// order, through [`validate`] and [`admit`], accepted ones inserted so the
+/// next events see them. The caller wraps it in one transaction.
+pub fn append_with<A: Admit>(
+    batch: Vec<FeedEvent>,
+    now: i64,
+    store: &mut A,
+) -> Result<Vec<AppendStatus>, A::Error> {
+    let mut out = Vec::with_capacity(batch.len());
+    for ev in batch {
+        let ev = match validate(ev, now) {
+            Ok(ev) => ev,
+            Err(r) => {
+                out.push(AppendStatus::Rejected(r));
+                continue;
+            }
+        };
+        let existing = if store.exists(ev.id)? {
+            store.existing(ev.id)?
+        } else {
+            None
+        };
+        let target = match ev.parent {
+            Some(p) => store.target(p)?,
+            None => None,
+        };
+        out.push(match admit(&ev, existing.as_ref(), target) {
+            Err(r) => AppendStatus::Rejected(r),
+            Ok(Admission::Duplicate) => AppendStatus::Duplicate,
+            Ok(Admission::Accept) => {
+                store.insert(ev, target)?;
+                AppendStatus::Accepted
+            }
+        });
+    }
+    Ok(out)
+}
+
 /// Whether `delete` (a stored delete event) removes `target` (the stored
 /// event its `parent` names): same author, and the target is not a delete.
 pub fn delete_applies(delete: &FeedEvent, target: TargetRef) -> bool {

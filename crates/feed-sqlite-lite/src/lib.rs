@@ -165,8 +165,8 @@ impl EventStore for SqliteEventStore {
         limit: usize,
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
-        let tag = feed_core::query_tag(tag);
-        self.run(move |c| sql::tag(c, &tag, limit, before)).await
+        let t = sql::Topic::Tag(feed_core::query_tag(tag));
+        self.run(move |c| sql::topic(c, &t, limit, before)).await
     }
 
     async fn mentions(
@@ -175,9 +175,8 @@ impl EventStore for SqliteEventStore {
         limit: usize,
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
-        let did = *did;
-        self.run(move |c| sql::mentions(c, &did, limit, before))
-            .await
+        let t = sql::Topic::Mention(*did);
+        self.run(move |c| sql::topic(c, &t, limit, before)).await
     }
 
     async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use feed_core::thread::{pick_thread_nodes, ReachedNode};
 use feed_core::validate::{
-    admit, apply_edit, delete_applies, filter_matches, now_ns, validate, Admission, TargetRef,
+    append_with, apply_edit, delete_applies, filter_matches, now_ns, Admit, TargetRef,
 };
 use feed_core::{
     AppendStatus, Bucket, BucketWidth, ContentHash, Counts, Cursor, Did, Embedding, Entry, EventId,
@@ -191,37 +191,29 @@ fn embedding_blob(e: &Embedding) -> Vec<u8> {
 }
 
 pub(crate) fn append(c: &mut Connection, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus>> {
-    let now = now_ns();
     let tx = c.transaction()?;
-    let mut out = Vec::with_capacity(batch.len());
-    for ev in batch {
-        let ev = match validate(ev, now) {
-            Ok(ev) => ev,
-            Err(r) => {
-                out.push(AppendStatus::Rejected(r));
-                continue;
-            }
-        };
-        let existing = if exists(&tx, ev.id)? {
-            load(&tx, ev.id)?
-        } else {
-            None
-        };
-        let target = match ev.parent {
-            Some(p) => target_ref(&tx, p)?,
-            None => None,
-        };
-        match admit(&ev, existing.as_ref().map(|r| &r.ev), target) {
-            Err(r) => out.push(AppendStatus::Rejected(r)),
-            Ok(Admission::Duplicate) => out.push(AppendStatus::Duplicate),
-            Ok(Admission::Accept) => {
-                insert(&tx, &ev, target)?;
-                out.push(AppendStatus::Accepted);
-            }
-        }
-    }
+    let out = append_with(batch, now_ns(), &mut Tx(&tx))?;
     tx.commit()?;
     Ok(out)
+}
+
+/// The batch's transaction as seen by the shared append loop.
+struct Tx<'a>(&'a Connection);
+
+impl Admit for Tx<'_> {
+    type Error = LiteError;
+    fn existing(&mut self, id: EventId) -> Res<Option<FeedEvent>> {
+        Ok(load(self.0, id)?.map(|r| r.ev))
+    }
+    fn exists(&mut self, id: EventId) -> Res<bool> {
+        exists(self.0, id)
+    }
+    fn target(&mut self, id: EventId) -> Res<Option<TargetRef>> {
+        target_ref(self.0, id)
+    }
+    fn insert(&mut self, ev: FeedEvent, target: Option<TargetRef>) -> Res<()> {
+        insert(self.0, &ev, target)
+    }
 }
 
 fn exists(c: &Connection, id: EventId) -> Res<bool> {
@@ -641,47 +633,44 @@ pub(crate) fn counts(c: &Connection, id: EventId) -> Res<Option<Counts>> {
     Ok(Some(out))
 }
 
-pub(crate) fn tag(
-    c: &Connection,
-    tag: &str,
-    limit: usize,
-    before: Option<Cursor>,
-) -> Res<Vec<EventView>> {
-    let Some(n) = tag_lookup(c, tag)? else {
-        return Ok(Vec::new());
-    };
-    let (ts, id) = cursor_params(before);
-    let rs = recs(
-        c,
-        select_ev!(
-            "JOIN tag_index ti ON ti.id = ev.id WHERE ti.tag = ?1 AND ev.deleted = 0 \
-             AND (?2 IS NULL OR (ti.ts, ti.id) < (?2, ?3)) \
-             ORDER BY ti.ts DESC, ti.id DESC LIMIT ?4"
-        ),
-        params![n, ts, id, limit_param(limit)],
-    )?;
-    views(c, rs)
+/// Which topic index a listing reads.
+pub(crate) enum Topic {
+    /// `tag_index`, keyed by tag number.
+    Tag(String),
+    /// `mention_index`, keyed by DID number.
+    Mention(Did),
 }
 
-pub(crate) fn mentions(
+/// `tag` and `mentions`: live events in a topic index, newest first.
+pub(crate) fn topic(
     c: &Connection,
-    did: &Did,
+    topic: &Topic,
     limit: usize,
     before: Option<Cursor>,
 ) -> Res<Vec<EventView>> {
-    let Some(n) = did_lookup(c, did)? else {
+    let (n, sql) = match topic {
+        Topic::Tag(t) => (
+            tag_lookup(c, t)?,
+            select_ev!(
+                "JOIN tag_index ti ON ti.id = ev.id WHERE ti.tag = ?1 AND ev.deleted = 0 \
+                 AND (?2 IS NULL OR (ti.ts, ti.id) < (?2, ?3)) \
+                 ORDER BY ti.ts DESC, ti.id DESC LIMIT ?4"
+            ),
+        ),
+        Topic::Mention(d) => (
+            did_lookup(c, d)?,
+            select_ev!(
+                "JOIN mention_index mi ON mi.id = ev.id WHERE mi.did = ?1 AND ev.deleted = 0 \
+                 AND (?2 IS NULL OR (mi.ts, mi.id) < (?2, ?3)) \
+                 ORDER BY mi.ts DESC, mi.id DESC LIMIT ?4"
+            ),
+        ),
+    };
+    let Some(n) = n else {
         return Ok(Vec::new());
     };
     let (ts, id) = cursor_params(before);
-    let rs = recs(
-        c,
-        select_ev!(
-            "JOIN mention_index mi ON mi.id = ev.id WHERE mi.did = ?1 AND ev.deleted = 0 \
-             AND (?2 IS NULL OR (mi.ts, mi.id) < (?2, ?3)) \
-             ORDER BY mi.ts DESC, mi.id DESC LIMIT ?4"
-        ),
-        params![n, ts, id, limit_param(limit)],
-    )?;
+    let rs = recs(c, sql, params![n, ts, id, limit_param(limit)])?;
     views(c, rs)
 }
 
