@@ -186,6 +186,17 @@ fn cursor(s: &Option<String>) -> Result<Option<Cursor>, Failure> {
         .transpose()
 }
 
+/// A search result line: the view with its `score`.
+fn hit_line(h: &feed_core::SearchHit) -> String {
+    view_line(
+        &h.view,
+        Extras {
+            score: Some(h.score),
+            ..Extras::default()
+        },
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -433,30 +444,12 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                 .await
                 .map_err(other)?;
             for h in hits {
-                line!(
-                    "{}",
-                    view_line(
-                        &h.view,
-                        Extras {
-                            score: Some(h.score),
-                            ..Extras::default()
-                        }
-                    )
-                );
+                line!("{}", hit_line(&h));
             }
         }
         Cmd::Similar { id, k } => {
             for h in st.similar(EventId(*id), *k).await.map_err(other)? {
-                line!(
-                    "{}",
-                    view_line(
-                        &h.view,
-                        Extras {
-                            score: Some(h.score),
-                            ..Extras::default()
-                        }
-                    )
-                );
+                line!("{}", hit_line(&h));
             }
         }
         Cmd::Export => {

@@ -268,6 +268,11 @@ fn write_extras(out: &mut String, x: Extras) {
     }
 }
 
+fn write_view(out: &mut String, v: &EventView) {
+    write_fields(out, &v.event, false);
+    let _ = write!(out, ",\"edited\":{},\"deleted\":false", v.edited);
+}
+
 /// A query-output line for an entry: a live event with `edited` and
 /// `deleted: false`, or a placeholder `{id, deleted: true}`. Embeddings are
 /// left out of query output (export carries them).
@@ -275,10 +280,7 @@ pub fn entry_line(entry: &Entry, extras: Extras) -> String {
     let mut out = String::with_capacity(256);
     out.push('{');
     match entry {
-        Entry::Live(v) => {
-            write_fields(&mut out, &v.event, false);
-            let _ = write!(out, ",\"edited\":{},\"deleted\":false", v.edited);
-        }
+        Entry::Live(v) => write_view(&mut out, v),
         Entry::Deleted(id) => {
             let _ = write!(out, "\"id\":{id},\"deleted\":true");
         }
@@ -290,7 +292,12 @@ pub fn entry_line(entry: &Entry, extras: Extras) -> String {
 
 /// A query-output line for a live event view.
 pub fn view_line(view: &EventView, extras: Extras) -> String {
-    entry_line(&Entry::Live(view.clone()), extras)
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    write_view(&mut out, view);
+    write_extras(&mut out, extras);
+    out.push('}');
+    out
 }
 
 /// Parses a filter object (`ids`, `authors`, `types`, `tags`, `mentions`,
