@@ -501,9 +501,11 @@ impl Realiser {
             Fault::OwnParent => ev.parent = Some(ev.id),
             Fault::NoParent => ev.parent = None,
             Fault::SelfFollow => {
-                if ev.kind == EventType::Follow {
-                    ev.mentions = vec![did(author)];
-                }
+                // Whatever the generated kind, this becomes a follow of oneself.
+                ev.kind = EventType::Follow;
+                ev.parent = None;
+                ev.tags.clear();
+                ev.mentions = vec![did(author)];
             }
             Fault::BadKind => {
                 if ev.kind == EventType::Reaction {
