@@ -115,8 +115,16 @@ fn open_backend(dir: &Path, backend: &str) -> anyhow::Result<Store> {
             };
             let events = feed_sqlite_lite::SqliteEventStore::open(&dir.join("lite"), &config)
                 .with_context(|| format!("opening the lite store in {}", dir.display()))?;
-            // The lite vector index (usearch) is not built yet: search says so.
-            Ok(FeedStore::new(Box::new(events), None, None))
+            let vectors = feed_sqlite_lite::UsearchVectorIndex::open(
+                &dir.join("lite").join("vectors"),
+                feed_sqlite_lite::UsearchConfig::default(),
+            )
+            .with_context(|| format!("opening the lite vector index in {}", dir.display()))?;
+            Ok(FeedStore::new(
+                Box::new(events),
+                Some(Box::new(vectors)),
+                None,
+            ))
         }
         other => bail!("backend {other:?} is not compiled into this binary"),
     }

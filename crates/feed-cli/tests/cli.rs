@@ -352,8 +352,88 @@ fn exit_statuses_follow_the_spec() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
-    // Search without a vector index says so.
+    // Text search without an embedder says so.
     let o = feed(&store, &["search", "hello"], None);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unavailable"));
+}
+
+/// `similar` on the lite profile (SQLite + usearch, answering exactly at
+/// this size) gives the reference's neighbours, order and scores.
+#[test]
+fn similar_answers_like_the_reference() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data.jsonl");
+    let store = tmp.path().join("store");
+    let g = feed(
+        &store,
+        &[
+            "gen",
+            "--events",
+            "1500",
+            "--seed",
+            "3",
+            "--vectors",
+            "--out",
+            data.to_str().expect("path"),
+        ],
+        None,
+    );
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    let text = std::fs::read_to_string(&data).expect("data set");
+    let events: Vec<FeedEvent> = text
+        .lines()
+        .map(|l| parse_line(l).expect("valid"))
+        .collect();
+    assert_eq!(
+        feed(&store, &["ingest", data.to_str().expect("path")], None)
+            .status
+            .code(),
+        Some(0)
+    );
+    let reference = rt().block_on(async {
+        let fs = feed_core::FeedStore::new(
+            MemoryEventStore::new(),
+            Some(feed_core::MemoryVectorIndex::new()),
+            None,
+        );
+        fs.append(events.clone()).await.expect("append");
+        fs
+    });
+    let posts: Vec<&FeedEvent> = events
+        .iter()
+        .filter(|e| e.kind == EventType::Post && e.embedding.is_some())
+        .take(25)
+        .collect();
+    assert!(posts.len() >= 10, "the data set has posts with vectors");
+    let mut compared = 0;
+    for p in posts {
+        let want = rt().block_on(reference.similar(p.id, 10));
+        let o = feed(&store, &["similar", &p.id.to_string(), "--k", "10"], None);
+        let Ok(want) = want else {
+            // Deleted posts have no vector on either side.
+            assert_ne!(o.status.code(), Some(0));
+            continue;
+        };
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = lines(&o);
+        assert_eq!(got.len(), want.len(), "similar {}", p.id);
+        for (g, w) in got.iter().zip(&want) {
+            let g: serde_json::Value = serde_json::from_str(g).expect("JSON line");
+            assert_eq!(g["id"].as_u64(), Some(w.view.event.id.0));
+            let score = g["score"].as_f64().expect("score");
+            assert!(
+                (score - w.score as f64).abs() < 1e-4,
+                "{score} vs {}",
+                w.score
+            );
+        }
+        compared += 1;
+    }
+    assert!(compared >= 10, "only {compared} posts compared");
 }

@@ -1,4 +1,5 @@
-//! feed-sqlite-lite: the lite profile's [`EventStore`] on SQLite.
+//! feed-sqlite-lite: the lite profile's [`EventStore`] on SQLite and its
+//! [`feed_core::VectorIndex`] on usearch ([`UsearchVectorIndex`]).
 //!
 //! One file, `events.sqlite`, in the store directory; WAL journal; one
 //! transaction per batch; every value a bound parameter. DIDs and tags are
@@ -9,8 +10,10 @@
 
 mod schema;
 mod sql;
+mod vectors;
 
 pub use sql::TimelinePlan;
+pub use vectors::{pack_bits, UsearchConfig, UsearchVectorIndex, VECTOR_DB};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -65,28 +65,35 @@ CREATE INDEX IF NOT EXISTS follows_rev ON follows(followee, follower);
 CREATE INDEX IF NOT EXISTS follows_event ON follows(event);
 ";
 
+/// Opens `path` with the pragmas of `cfg` (WAL, sync mode, bounded cache
+/// and mmap); shared by the event store and the vector index.
+pub(crate) fn connect(path: &Path, cfg: &SqliteConfig) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Fails with NOTADB on a file that is not a database.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match cfg.sync {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL",
+        },
+    )?;
+    conn.pragma_update(None, "cache_size", -(cfg.cache_kib as i64))?;
+    conn.pragma_update(None, "mmap_size", cfg.mmap_bytes as i64)?;
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    conn.set_prepared_statement_cache_capacity(48);
+    Ok(conn)
+}
+
 pub(crate) fn open(path: &Path, cfg: &SqliteConfig) -> Result<Connection, StoreError> {
     let inner = || -> Result<Connection, LiteError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // Fails with NOTADB on a file that is not a database.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(
-            None,
-            "synchronous",
-            match cfg.sync {
-                SyncMode::Normal => "NORMAL",
-                SyncMode::Full => "FULL",
-            },
-        )?;
-        conn.pragma_update(None, "cache_size", -(cfg.cache_kib as i64))?;
-        conn.pragma_update(None, "mmap_size", cfg.mmap_bytes as i64)?;
-        conn.pragma_update(None, "temp_store", "FILE")?;
-        conn.set_prepared_statement_cache_capacity(48);
+        let conn = connect(path, cfg)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > VERSION {
             return Err(LiteError::Store(StoreError::Corrupt(format!(

@@ -1,0 +1,821 @@
+//! [`UsearchVectorIndex`]: the lite profile's [`VectorIndex`].
+//!
+//! Layout in the index directory:
+//! - `vectors.sqlite` — the truth: one row per vector with its filter fields
+//!   and the exact f32 vector (for exact scoring and rebuilds), plus a
+//!   write number `seq`;
+//! - `vectors-<gen>.usearch` — the *base*: an immutable usearch HNSW over
+//!   1-bit codes (sign of each component, packed by us, Hamming distance),
+//!   served from a memory-mapped view (usearch refuses writes to a view, and
+//!   we never try);
+//! - in memory, the *delta*: a small mutable usearch index of the rows
+//!   written since the base was built (`seq > base_seq`).
+//!
+//! Search: when at most `exact_max` rows pass the filter, they are scored
+//! exactly straight from SQLite (exact mode). Otherwise the base and the
+//! delta each propose candidates (a filtered graph search when a filter is
+//! set), and every candidate is rescored exactly from its stored vector;
+//! removed or replaced rows are dropped or rescored there, so the stale
+//! codes a base may hold never leak. When the delta (plus the base's stale
+//! rows) outgrows `max(merge_min, base / 8)`, a background thread builds the
+//! next base from SQLite, saves it, fsyncs it, renames it into place and
+//! only then records it in `vectors.sqlite`; a crash at any point leaves the
+//! previous base in force.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use usearch::{b1x8, Index, IndexOptions, MetricKind, ScalarKind};
+
+use feed_core::memvec::rank;
+use feed_core::{
+    dot, Did, Embedding, EventId, EventType, Hit, IndexError, SearchMode, VectorFilter,
+    VectorIndex, VectorRecord, EMBEDDING_DIM,
+};
+
+use crate::schema::connect;
+use crate::SqliteConfig;
+
+/// The SQLite file inside an index directory.
+pub const VECTOR_DB: &str = "vectors.sqlite";
+
+/// Bytes of one packed 1-bit code.
+const CODE_BYTES: usize = EMBEDDING_DIM / 8;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS vec (
+    id     INTEGER PRIMARY KEY,  -- event id ^ 2^63 (signed order = unsigned order)
+    seq    INTEGER NOT NULL,     -- write number: rows with seq > base_seq are in the delta
+    kind   INTEGER NOT NULL,
+    author BLOB NOT NULL,
+    ts     INTEGER NOT NULL,
+    v      BLOB NOT NULL         -- 384 little-endian f32, unit length
+);
+CREATE INDEX IF NOT EXISTS vec_seq ON vec(seq);
+CREATE INDEX IF NOT EXISTS vec_author ON vec(author, ts);
+CREATE INDEX IF NOT EXISTS vec_ts ON vec(ts);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+";
+
+/// Tuning of the lite vector index.
+#[derive(Clone, Debug)]
+pub struct UsearchConfig {
+    /// Pragmas of `vectors.sqlite` (sync mode, page cache, mmap).
+    pub sqlite: SqliteConfig,
+    /// Filters matching at most this many rows are answered exactly from
+    /// SQLite (default 2,048). 0 sends every search through the graph.
+    pub exact_max: usize,
+    /// HNSW connectivity (default 16).
+    pub connectivity: usize,
+    /// Candidate list width while building (default 128).
+    pub expansion_add: usize,
+    /// Candidate list width while searching (default 256).
+    pub expansion_search: usize,
+    /// Candidates rescored exactly per search, at least (default 200;
+    /// `4 × k` when that is more).
+    pub candidates: usize,
+    /// The delta is merged into a new base once it holds this many rows,
+    /// or an eighth of the base if that is more (default 1,024).
+    pub merge_min: usize,
+    /// Merge on a background thread (default); `false` merges inside the
+    /// write that crosses the threshold.
+    pub background_merge: bool,
+}
+
+impl Default for UsearchConfig {
+    fn default() -> Self {
+        UsearchConfig {
+            sqlite: SqliteConfig {
+                cache_kib: 1024,
+                ..SqliteConfig::default()
+            },
+            exact_max: 2_048,
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 256,
+            candidates: 200,
+            merge_min: 1_024,
+            background_merge: true,
+        }
+    }
+}
+
+/// A [`VectorIndex`] on usearch (binary codes, viewed base + mutable delta)
+/// with exact rescoring from SQLite. See the module docs for the layout.
+pub struct UsearchVectorIndex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    cfg: UsearchConfig,
+    conn: Mutex<Connection>,
+    state: RwLock<State>,
+    len: AtomicUsize,
+    merge: Mutex<Option<JoinHandle<Result<(), IndexError>>>>,
+}
+
+struct State {
+    base: Option<Index>,
+    base_gen: i64,
+    base_seq: i64,
+    base_len: usize,
+    delta: Index,
+    /// Writes since the base was built (delta rows, replaced and removed
+    /// base rows): what makes a merge worthwhile.
+    changes: usize,
+}
+
+fn backend<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> IndexError + '_ {
+    move |e| IndexError::Backend(format!("usearch {what}: {e}"))
+}
+
+fn sql_err(e: rusqlite::Error) -> IndexError {
+    IndexError::Backend(format!("vectors.sqlite: {e}"))
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> IndexError {
+    move |source| IndexError::Io { context, source }
+}
+
+fn key_sql(id: u64) -> i64 {
+    (id ^ (1 << 63)) as i64
+}
+
+fn key_of(sql: i64) -> u64 {
+    (sql as u64) ^ (1 << 63)
+}
+
+fn blob_of(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn vector_of(blob: &[u8]) -> Result<Vec<f32>, IndexError> {
+    if blob.len() != EMBEDDING_DIM * 4 {
+        return Err(IndexError::Backend(format!(
+            "vectors.sqlite holds a vector of {} bytes, want {}",
+            blob.len(),
+            EMBEDDING_DIM * 4
+        )));
+    }
+    Ok(blob
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// The 1-bit code of a vector: bit `i` set when component `i` is positive.
+pub fn pack_bits(v: &[f32]) -> [u8; CODE_BYTES] {
+    let mut out = [0u8; CODE_BYTES];
+    for (i, x) in v.iter().enumerate().take(EMBEDDING_DIM) {
+        if *x > 0.0 {
+            out[i / 8] |= 1 << (i % 8);
+        }
+    }
+    out
+}
+
+fn new_index(cfg: &UsearchConfig) -> Result<Index, IndexError> {
+    let opts = IndexOptions {
+        dimensions: EMBEDDING_DIM,
+        metric: MetricKind::Hamming,
+        quantization: ScalarKind::B1,
+        connectivity: cfg.connectivity,
+        expansion_add: cfg.expansion_add,
+        expansion_search: cfg.expansion_search,
+        multi: false,
+    };
+    Index::new(&opts).map_err(backend("new index"))
+}
+
+fn add_code(index: &Index, id: u64, v: &[f32]) -> Result<(), IndexError> {
+    if index.size() + 1 > index.capacity() {
+        let grow = (index.capacity() * 2).max(64);
+        index.reserve(grow).map_err(backend("reserve"))?;
+    }
+    index
+        .add(id, b1x8::from_u8s(&pack_bits(v)))
+        .map_err(backend("add"))
+}
+
+fn base_path(dir: &Path, gen: i64) -> PathBuf {
+    dir.join(format!("vectors-{gen}.usearch"))
+}
+
+fn path_str(p: &Path) -> Result<&str, IndexError> {
+    p.to_str()
+        .ok_or_else(|| IndexError::Backend(format!("path is not UTF-8: {}", p.display())))
+}
+
+fn meta(c: &Connection, k: &str) -> Result<i64, IndexError> {
+    c.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
+        .optional()
+        .map(|v| v.unwrap_or(0))
+        .map_err(sql_err)
+}
+
+fn set_meta(c: &Connection, k: &str, v: i64) -> Result<(), IndexError> {
+    c.execute(
+        "INSERT INTO meta (k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+        params![k, v],
+    )
+    .map(|_| ())
+    .map_err(sql_err)
+}
+
+/// Builds a delta from the rows written after `base_seq`.
+fn load_delta(c: &Connection, cfg: &UsearchConfig, base_seq: i64) -> Result<Index, IndexError> {
+    let delta = new_index(cfg)?;
+    let mut st = c
+        .prepare("SELECT id, v FROM vec WHERE seq > ?1")
+        .map_err(sql_err)?;
+    let mut rows = st.query([base_seq]).map_err(sql_err)?;
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        let id: i64 = r.get(0).map_err(sql_err)?;
+        let blob: Vec<u8> = r.get(1).map_err(sql_err)?;
+        add_code(&delta, key_of(id), &vector_of(&blob)?)?;
+    }
+    Ok(delta)
+}
+
+/// The WHERE clause and its bound values for a filter (never a value in
+/// the SQL text). `None` when the filter can match nothing.
+fn where_clause(f: &VectorFilter) -> Option<(String, Vec<Value>)> {
+    let mut sql = vec!["1".to_string()];
+    let mut vals = Vec::new();
+    if let Some(types) = &f.types {
+        if types.is_empty() {
+            return None;
+        }
+        sql.push(format!("kind IN ({})", vec!["?"; types.len()].join(",")));
+        vals.extend(types.iter().map(|t| Value::Integer(t.code() as i64)));
+    }
+    if let Some(authors) = &f.authors {
+        if authors.is_empty() {
+            return None;
+        }
+        sql.push(format!(
+            "author IN ({})",
+            vec!["?"; authors.len()].join(",")
+        ));
+        vals.extend(authors.iter().map(|a| Value::Blob(a.0.to_vec())));
+    }
+    if let Some(s) = f.since {
+        sql.push("ts >= ?".into());
+        vals.push(Value::Integer(s));
+    }
+    if let Some(u) = f.until {
+        sql.push("ts <= ?".into());
+        vals.push(Value::Integer(u));
+    }
+    Some((sql.join(" AND "), vals))
+}
+
+fn is_unfiltered(f: &VectorFilter) -> bool {
+    f.types.is_none() && f.authors.is_none() && f.since.is_none() && f.until.is_none()
+}
+
+impl UsearchVectorIndex {
+    /// Opens (creating if needed) the index in directory `dir`.
+    pub fn open(dir: &Path, cfg: UsearchConfig) -> Result<UsearchVectorIndex, IndexError> {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let conn = connect(&dir.join(VECTOR_DB), &cfg.sqlite).map_err(sql_err)?;
+        conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        let base_gen = meta(&conn, "base_gen")?;
+        let mut base_seq = meta(&conn, "base_seq")?;
+        let mut base = None;
+        let mut base_len = 0;
+        if base_gen > 0 {
+            let p = base_path(dir, base_gen);
+            let viewed = new_index(&cfg).and_then(|ix| {
+                ix.view(path_str(&p)?).map_err(backend("view"))?;
+                Ok(ix)
+            });
+            match viewed {
+                Ok(ix) => {
+                    base_len = ix.size();
+                    base = Some(ix);
+                }
+                // The base is derived data: without it every row goes to
+                // the delta, and the next merge writes a fresh base.
+                Err(_) => base_seq = 0,
+            }
+        }
+        remove_stray_bases(dir, base.as_ref().map(|_| base_gen))?;
+        let delta = load_delta(&conn, &cfg, base_seq)?;
+        let len: i64 = conn
+            .query_row("SELECT count(*) FROM vec", [], |r| r.get(0))
+            .map_err(sql_err)?;
+        let changes = delta.size();
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            cfg,
+            conn: Mutex::new(conn),
+            state: RwLock::new(State {
+                base,
+                base_gen,
+                base_seq,
+                base_len,
+                delta,
+                changes,
+            }),
+            len: AtomicUsize::new(len as usize),
+            merge: Mutex::new(None),
+        });
+        let index = UsearchVectorIndex { inner };
+        index.inner.maybe_merge()?;
+        Ok(index)
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Waits for a running merge; reports its failure, if any.
+    pub fn wait_for_merge(&self) -> Result<(), IndexError> {
+        self.inner.join_merge()
+    }
+
+    /// Vectors in the viewed base and in the in-memory delta.
+    pub fn segments(&self) -> (usize, usize) {
+        let st = self.inner.state();
+        (st.base_len, st.delta.size())
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Arc<Inner>) -> Result<T, IndexError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| IndexError::Backend(format!("worker thread failed: {e}")))?
+    }
+}
+
+fn remove_stray_bases(dir: &Path, keep: Option<i64>) -> Result<(), IndexError> {
+    let keep = keep.map(|g| base_path(dir, g));
+    let entries = std::fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("vectors-")
+            && (name.ends_with(".usearch") || name.ends_with(".tmp"))
+            && Some(e.path()) != keep
+        {
+            std::fs::remove_file(e.path())
+                .map_err(io_err(format!("removing {}", e.path().display())))?;
+        }
+    }
+    Ok(())
+}
+
+impl Drop for UsearchVectorIndex {
+    fn drop(&mut self) {
+        // A merge in flight finishes (or fails harmlessly) before the files
+        // are handed to whoever opens the directory next.
+        let _ = self.inner.join_merge();
+    }
+}
+
+impl Inner {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn join_merge(&self) -> Result<(), IndexError> {
+        let handle = self.merge.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match handle {
+            None => Ok(()),
+            Some(h) => h
+                .join()
+                .map_err(|_| IndexError::Backend("merge thread panicked".into()))?,
+        }
+    }
+
+    fn upsert(&self, records: Vec<VectorRecord>) -> Result<(), IndexError> {
+        let mut c = self.conn();
+        let base_seq = self.state().base_seq;
+        let tx = c.transaction().map_err(sql_err)?;
+        let mut seq = meta(&tx, "next_seq")?;
+        let (mut added, mut stale) = (0usize, 0usize);
+        {
+            let mut old = tx
+                .prepare_cached("SELECT seq FROM vec WHERE id = ?1")
+                .map_err(sql_err)?;
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO vec (id, seq, kind, author, ts, v) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(sql_err)?;
+            for r in &records {
+                seq += 1;
+                let k = key_sql(r.id.0);
+                match old
+                    .query_row([k], |row| row.get::<_, i64>(0))
+                    .optional()
+                    .map_err(sql_err)?
+                {
+                    None => added += 1,
+                    Some(s) if s <= base_seq => stale += 1,
+                    Some(_) => {}
+                }
+                put.execute(params![
+                    k,
+                    seq,
+                    r.kind.code() as i64,
+                    &r.author.0[..],
+                    r.ts,
+                    blob_of(r.vector.as_slice())
+                ])
+                .map_err(sql_err)?;
+            }
+        }
+        set_meta(&tx, "next_seq", seq)?;
+        tx.commit().map_err(sql_err)?;
+        {
+            let mut st = self.state_mut();
+            for r in &records {
+                if st.delta.contains(r.id.0) {
+                    st.delta.remove(r.id.0).map_err(backend("remove"))?;
+                }
+                add_code(&st.delta, r.id.0, r.vector.as_slice())?;
+            }
+            st.changes += records.len() + stale;
+        }
+        self.len.fetch_add(added, Ordering::SeqCst);
+        drop(c);
+        Ok(())
+    }
+
+    fn remove(&self, ids: &[EventId]) -> Result<(), IndexError> {
+        let c = self.conn();
+        let base_seq = self.state().base_seq;
+        let tx = c.unchecked_transaction().map_err(sql_err)?;
+        let mut gone = Vec::new();
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM vec WHERE id = ?1 RETURNING seq")
+                .map_err(sql_err)?;
+            for id in ids {
+                if let Some(s) = del
+                    .query_row([key_sql(id.0)], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(sql_err)?
+                {
+                    gone.push((id.0, s));
+                }
+            }
+        }
+        tx.commit().map_err(sql_err)?;
+        let mut st = self.state_mut();
+        for (id, s) in &gone {
+            if *s > base_seq {
+                if st.delta.contains(*id) {
+                    st.delta.remove(*id).map_err(backend("remove"))?;
+                }
+            } else {
+                st.changes += 1;
+            }
+        }
+        self.len.fetch_sub(gone.len(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Starts a merge when the delta has outgrown its share.
+    fn maybe_merge(self: &Arc<Self>) -> Result<(), IndexError> {
+        let due = {
+            let st = self.state();
+            st.changes > 0 && st.changes >= self.cfg.merge_min.max(st.base_len / 8)
+        };
+        if !due {
+            return Ok(());
+        }
+        let mut slot = self.merge.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = slot.as_ref() {
+            if !h.is_finished() {
+                return Ok(());
+            }
+            if let Some(h) = slot.take() {
+                h.join()
+                    .map_err(|_| IndexError::Backend("merge thread panicked".into()))??;
+            }
+        }
+        if self.cfg.background_merge {
+            let me = self.clone();
+            let h = std::thread::Builder::new()
+                .name("feed-usearch-merge".into())
+                .spawn(move || me.merge())
+                .map_err(io_err("starting the merge thread".into()))?;
+            *slot = Some(h);
+            Ok(())
+        } else {
+            drop(slot);
+            self.merge()
+        }
+    }
+
+    /// Builds the next base from every row up to now, then swaps it in.
+    fn merge(&self) -> Result<(), IndexError> {
+        let gen = self.state().base_gen + 1;
+        let path = base_path(&self.dir, gen);
+        let tmp = self.dir.join(format!("vectors-{gen}.tmp"));
+        // 1. Build from a snapshot, on a connection of our own, while
+        //    writers carry on.
+        let snapshot_seq;
+        let built_len;
+        {
+            let mut c = connect(&self.dir.join(VECTOR_DB), &self.cfg.sqlite).map_err(sql_err)?;
+            let tx = c.transaction().map_err(sql_err)?;
+            snapshot_seq = meta(&tx, "next_seq")?;
+            let n: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM vec WHERE seq <= ?1",
+                    [snapshot_seq],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err)?;
+            let index = new_index(&self.cfg)?;
+            index
+                .reserve((n as usize).max(1))
+                .map_err(backend("reserve"))?;
+            {
+                let mut st = tx
+                    .prepare("SELECT id, v FROM vec WHERE seq <= ?1")
+                    .map_err(sql_err)?;
+                let mut rows = st.query([snapshot_seq]).map_err(sql_err)?;
+                while let Some(r) = rows.next().map_err(sql_err)? {
+                    let id: i64 = r.get(0).map_err(sql_err)?;
+                    let blob: Vec<u8> = r.get(1).map_err(sql_err)?;
+                    add_code(&index, key_of(id), &vector_of(&blob)?)?;
+                }
+            }
+            tx.finish().map_err(sql_err)?;
+            built_len = index.size();
+            index.save(path_str(&tmp)?).map_err(backend("save"))?;
+            drop(index);
+            let f =
+                std::fs::File::open(&tmp).map_err(io_err(format!("opening {}", tmp.display())))?;
+            f.sync_all()
+                .map_err(io_err(format!("syncing {}", tmp.display())))?;
+            std::fs::rename(&tmp, &path).map_err(io_err(format!("renaming {}", tmp.display())))?;
+            if let Ok(d) = std::fs::File::open(&self.dir) {
+                d.sync_all()
+                    .map_err(io_err(format!("syncing {}", self.dir.display())))?;
+            }
+        }
+        // 2. Swap, with writers held off: record the base, rebuild the
+        //    delta from what arrived meanwhile, view the new file.
+        let c = self.conn();
+        let base = new_index(&self.cfg)?;
+        base.view(path_str(&path)?).map_err(backend("view"))?;
+        let delta = load_delta(&c, &self.cfg, snapshot_seq)?;
+        let tx = c.unchecked_transaction().map_err(sql_err)?;
+        set_meta(&tx, "base_gen", gen)?;
+        set_meta(&tx, "base_seq", snapshot_seq)?;
+        tx.commit().map_err(sql_err)?;
+        let old_gen = {
+            let mut st = self.state_mut();
+            let old = st.base_gen;
+            st.changes = delta.size();
+            st.base = Some(base);
+            st.base_gen = gen;
+            st.base_seq = snapshot_seq;
+            st.base_len = built_len;
+            st.delta = delta;
+            old
+        };
+        drop(c);
+        if old_gen > 0 {
+            let old = base_path(&self.dir, old_gen);
+            std::fs::remove_file(&old).map_err(io_err(format!("removing {}", old.display())))?;
+        }
+        Ok(())
+    }
+
+    fn search(
+        &self,
+        q: &Embedding,
+        filter: &VectorFilter,
+        k: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let Some((clause, vals)) = where_clause(filter) else {
+            return Ok(Vec::new());
+        };
+        let c = self.conn();
+        let matching = if is_unfiltered(filter) {
+            self.len.load(Ordering::SeqCst)
+        } else {
+            let sql = format!("SELECT count(*) FROM vec WHERE {clause}");
+            let n: i64 = c
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_row(params_from_iter(vals.iter()), |r| r.get(0)))
+                .map_err(sql_err)?;
+            n as usize
+        };
+        if matching == 0 {
+            return Ok(Vec::new());
+        }
+        if matching <= self.cfg.exact_max {
+            return exact(&c, q, &clause, &vals, k);
+        }
+        let allowed: Option<Vec<u64>> = if is_unfiltered(filter) {
+            None
+        } else {
+            let sql = format!("SELECT id FROM vec WHERE {clause} ORDER BY id");
+            let mut s = c.prepare_cached(&sql).map_err(sql_err)?;
+            let ids = s
+                .query_map(params_from_iter(vals.iter()), |r| r.get::<_, i64>(0))
+                .map_err(sql_err)?
+                .map(|r| r.map(key_of))
+                .collect::<Result<Vec<u64>, _>>()
+                .map_err(sql_err)?;
+            Some(ids)
+        };
+        let want = self.cfg.candidates.max(4 * k);
+        let code = pack_bits(q.as_slice());
+        let code = b1x8::from_u8s(&code);
+        let mut keys = Vec::with_capacity(2 * want);
+        {
+            let st = self.state();
+            for ix in st.base.iter().chain(std::iter::once(&st.delta)) {
+                if ix.size() == 0 {
+                    continue;
+                }
+                let found = match &allowed {
+                    None => ix.search(code, want),
+                    Some(a) => ix.filtered_search(code, want, |key| a.binary_search(&key).is_ok()),
+                }
+                .map_err(backend("search"))?;
+                keys.extend(found.keys);
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut hits = Vec::with_capacity(keys.len());
+        {
+            let mut row = c
+                .prepare_cached("SELECT kind, author, ts, v FROM vec WHERE id = ?1")
+                .map_err(sql_err)?;
+            for key in keys {
+                let got = row
+                    .query_row([key_sql(key)], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Vec<u8>>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, Vec<u8>>(3)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(sql_err)?;
+                // Removed since the base was built: a stale code.
+                let Some((kind, author, ts, blob)) = got else {
+                    continue;
+                };
+                let kind = EventType::from_code(kind as u8)
+                    .ok_or_else(|| IndexError::Backend(format!("unknown kind {kind}")))?;
+                let author = Did(author.try_into().map_err(|_| {
+                    IndexError::Backend("vectors.sqlite holds a malformed author".into())
+                })?);
+                if filter.matches(kind, &author, ts) {
+                    hits.push(Hit {
+                        id: EventId(key),
+                        score: dot(q.as_slice(), &vector_of(&blob)?),
+                    });
+                }
+            }
+        }
+        rank(&mut hits);
+        hits.truncate(k);
+        if hits.len() < k.min(matching) {
+            // The graph could not offer enough matching rows: answer exactly.
+            return exact(&c, q, &clause, &vals, k);
+        }
+        Ok(hits)
+    }
+}
+
+/// Exact scoring of every row passing the filter.
+fn exact(
+    c: &Connection,
+    q: &Embedding,
+    clause: &str,
+    vals: &[Value],
+    k: usize,
+) -> Result<Vec<Hit>, IndexError> {
+    let sql = format!("SELECT id, v FROM vec WHERE {clause}");
+    let mut s = c.prepare_cached(&sql).map_err(sql_err)?;
+    let mut rows = s.query(params_from_iter(vals.iter())).map_err(sql_err)?;
+    let mut hits = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_err)? {
+        let id: i64 = r.get(0).map_err(sql_err)?;
+        let blob = r.get_ref(1).map_err(sql_err)?.as_blob().map_err(|e| {
+            IndexError::Backend(format!("vectors.sqlite holds a non-blob vector: {e}"))
+        })?;
+        hits.push(Hit {
+            id: EventId(key_of(id)),
+            score: dot(q.as_slice(), &vector_of(blob)?),
+        });
+        // Keep memory bounded on large exact scans.
+        if hits.len() >= 4 * k.max(256) {
+            rank(&mut hits);
+            hits.truncate(k);
+        }
+    }
+    rank(&mut hits);
+    hits.truncate(k);
+    Ok(hits)
+}
+
+#[async_trait]
+impl VectorIndex for UsearchVectorIndex {
+    async fn upsert(&self, records: Vec<VectorRecord>) -> Result<(), IndexError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.run(move |inner| {
+            inner.upsert(records)?;
+            inner.maybe_merge()
+        })
+        .await
+    }
+
+    async fn remove(&self, ids: &[EventId]) -> Result<(), IndexError> {
+        let ids = ids.to_vec();
+        self.run(move |inner| {
+            inner.remove(&ids)?;
+            inner.maybe_merge()
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        query: &Embedding,
+        filter: &VectorFilter,
+        k: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let (q, f) = (query.clone(), filter.clone());
+        self.run(move |inner| inner.search(&q, &f, k)).await
+    }
+
+    async fn ids(&self) -> Result<Vec<EventId>, IndexError> {
+        self.run(|inner| {
+            let c = inner.conn();
+            let mut s = c
+                .prepare_cached("SELECT id FROM vec ORDER BY id")
+                .map_err(sql_err)?;
+            let ids = s
+                .query_map([], |r| r.get::<_, i64>(0))
+                .map_err(sql_err)?
+                .map(|r| r.map(|k| EventId(key_of(k))))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_err)?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn len(&self) -> Result<usize, IndexError> {
+        Ok(self.inner.len.load(Ordering::SeqCst))
+    }
+
+    async fn flush(&self) -> Result<(), IndexError> {
+        self.run(|inner| {
+            inner.join_merge()?;
+            inner
+                .conn()
+                .execute_batch("PRAGMA wal_checkpoint(PASSIVE);")
+                .map_err(sql_err)
+        })
+        .await
+    }
+
+    fn mode(&self) -> SearchMode {
+        if self.inner.len.load(Ordering::SeqCst) <= self.inner.cfg.exact_max {
+            SearchMode::Exact
+        } else {
+            SearchMode::Approximate
+        }
+    }
+}
