@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use feed_core::jsonl::parse_line;
 use feed_core::{
-    BucketWidth, Did, EventId, EventStore, EventType, FeedEvent, Filter, MemoryEventStore,
+    BucketWidth, Did, Embedding, EventId, EventStore, EventType, FeedEvent, FeedStore, Filter,
+    MemoryEventStore, MemoryVectorIndex, SearchQuery, VectorFilter, VectorIndex,
 };
 use serde_json::{json, Value};
 
@@ -41,6 +42,10 @@ pub struct BenchArgs {
     /// Events per ingest batch.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Give generated posts embeddings (indexed at ingest, searched after);
+    /// `--vectors false` measures the event store alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    vectors: bool,
     /// Where data, stores and results go.
     #[arg(long, default_value = "./feed-bench")]
     out: PathBuf,
@@ -125,10 +130,11 @@ fn reservoir<T>(v: &mut Vec<T>, x: T, seen: u64, rng: &mut Rng) {
     }
 }
 
-async fn time_calls<F, Fut, T>(n: usize, mut call: F) -> anyhow::Result<Value>
+async fn time_calls<F, Fut, T, E>(n: usize, mut call: F) -> anyhow::Result<Value>
 where
     F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<T, feed_core::StoreError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::error::Error + Send + Sync + 'static,
 {
     let mut d = Vec::with_capacity(n);
     for i in 0..n {
@@ -136,18 +142,28 @@ where
         call(i).await?;
         d.push(t.elapsed());
     }
+    let total: Duration = d.iter().sum();
     d.sort();
-    Ok(json!({"calls": n, "p50_us": percentile(&d, 0.5), "p99_us": percentile(&d, 0.99)}))
+    Ok(
+        json!({"calls": n, "p50_us": percentile(&d, 0.5), "p99_us": percentile(&d, 0.99),
+        "per_s": n as f64 / total.as_secs_f64().max(1e-9)}),
+    )
 }
 
 /// One backend's half: ingest, then queries; writes a JSON result.
 pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
-    let st: Box<dyn EventStore> = if a.backend == "memory" {
-        Box::new(MemoryEventStore::new())
+    let fs: store::Store = if a.backend == "memory" {
+        FeedStore::new(
+            Box::new(MemoryEventStore::new()),
+            Some(Box::new(MemoryVectorIndex::new())),
+            None,
+        )
     } else {
-        let (s, _) = store::open(&a.dir, Some(&a.backend), true).map_err(|e| anyhow!("{e}"))?;
-        s.into_parts().0
+        store::open(&a.dir, Some(&a.backend), true)
+            .map_err(|e| anyhow!("{e}"))?
+            .0
     };
+    let st = fs.events();
     let peak_reset = reset_peak();
     let file =
         std::fs::File::open(&a.data).with_context(|| format!("opening {}", a.data.display()))?;
@@ -167,7 +183,8 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         if batch.len() >= a.batch || (line.is_none() && !batch.is_empty()) {
             events += batch.len() as u64;
             let t = Instant::now();
-            st.append(std::mem::take(&mut batch)).await?;
+            // Through the facade: posts with embeddings are indexed too.
+            fs.append(std::mem::take(&mut batch)).await?;
             append_time += t.elapsed();
         }
         if line.is_none() {
@@ -262,7 +279,44 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         "buckets_hour",
         time_calls(5, |_| st.buckets(&all, BucketWidth::Hour)).await?,
     );
+    // Search: queries are stored posts' vectors, nudged (posts like this one).
+    let mut search_queries = Vec::new();
+    if fs.index().is_some() {
+        let mut nudge = Rng::new(11);
+        for id in samples.posts.iter().take(200) {
+            if let Some(e) = st.stored(*id).await?.and_then(|e| e.embedding) {
+                let v: Vec<f32> = e
+                    .as_slice()
+                    .iter()
+                    .map(|x| x + 0.03 * (nudge.f64() as f32 * 2.0 - 1.0))
+                    .collect();
+                search_queries.extend(Embedding::new(v).ok());
+            }
+        }
+    }
+    if !search_queries.is_empty() {
+        let sq = &search_queries;
+        let all = VectorFilter::default();
+        results.insert(
+            "search",
+            time_calls(q, |i| {
+                fs.search(SearchQuery::Vector(sq[i % sq.len()].clone()), &all, 10)
+            })
+            .await?,
+        );
+    }
     let query_peak = vm_hwm_kib();
+    let recall = match fs.index() {
+        Some(index) if !search_queries.is_empty() => Some(
+            recall_at_10(
+                index,
+                &a.data,
+                &search_queries[..search_queries.len().min(100)],
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     st.close().await?;
     let out = json!({
         "backend": a.label.as_deref().unwrap_or(&a.backend),
@@ -275,10 +329,55 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         "peak_rss_ingest_kib": ingest_peak,
         "peak_rss_queries_kib": query_peak,
         "peak_reset_supported": peak_reset,
+        "vectors": match fs.index() { Some(i) => json!(i.len().await?), None => json!(null) },
+        "search_recall_at_10": recall,
         "queries": results,
     });
     std::fs::write(&a.json, serde_json::to_string_pretty(&out)?)?;
     Ok(())
+}
+
+/// Mean recall@10 of `index` against exact search over the vectors it
+/// holds (read back from the data set), for `queries`.
+async fn recall_at_10(
+    index: &dyn VectorIndex,
+    data: &std::path::Path,
+    queries: &[Embedding],
+) -> anyhow::Result<f64> {
+    let held: std::collections::HashSet<EventId> = index.ids().await?.into_iter().collect();
+    let mut best: Vec<Vec<(f32, EventId)>> = vec![Vec::new(); queries.len()];
+    let file = std::fs::File::open(data).with_context(|| format!("opening {}", data.display()))?;
+    for line in std::io::BufReader::new(file).lines() {
+        let e = parse_line(&line?).map_err(|r| anyhow!("data set: {r}"))?;
+        let Some(v) = e.embedding.as_ref().filter(|_| held.contains(&e.id)) else {
+            continue;
+        };
+        for (q, top) in queries.iter().zip(best.iter_mut()) {
+            top.push((q.cosine(v), e.id));
+            if top.len() > 64 {
+                top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                top.truncate(10);
+            }
+        }
+    }
+    let mut total = 0.0;
+    for (q, mut top) in queries.iter().zip(best) {
+        top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        top.truncate(10);
+        let got: Vec<EventId> = index
+            .search(q, &VectorFilter::default(), 10)
+            .await?
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let found = top.iter().filter(|(_, id)| got.contains(id)).count();
+        total += if top.is_empty() {
+            1.0
+        } else {
+            found as f64 / top.len() as f64
+        };
+    }
+    Ok(total / queries.len().max(1) as f64)
 }
 
 /// Generates (or reuses) the data set and runs each backend's worker.
@@ -288,7 +387,8 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let data = match &a.data {
         Some(p) => p.clone(),
         None => {
-            let p = a.out.join(format!("data-{}-{}.jsonl", a.events, a.seed));
+            let v = if a.vectors { "-v" } else { "" };
+            let p = a.out.join(format!("data-{}-{}{v}.jsonl", a.events, a.seed));
             if !p.exists() {
                 eprintln!(
                     "bench: generating {} events (seed {}) into {}",
@@ -304,6 +404,7 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
                     &gen::GenConfig {
                         events: a.events,
                         seed: a.seed,
+                        vectors: a.vectors,
                         ..Default::default()
                     },
                     |e| {
@@ -477,10 +578,27 @@ fn print_table(results: &[Value]) {
         }
     }
     rows.push((
-        "search QPS / recall@10".into(),
+        "vectors indexed".into(),
         results
             .iter()
-            .map(|_| "— (no vector index yet)".into())
+            .map(|r| fmt(num(r, &["vectors"]), ""))
+            .collect(),
+    ));
+    rows.push((
+        "search QPS (1 thread)".into(),
+        results
+            .iter()
+            .map(|r| fmt(num(r, &["queries", "search", "per_s"]), ""))
+            .collect(),
+    ));
+    rows.push((
+        "search recall@10".into(),
+        results
+            .iter()
+            .map(|r| match num(r, &["search_recall_at_10"]) {
+                Some(x) => format!("{x:.3}"),
+                None => "—".into(),
+            })
             .collect(),
     ));
     let names: Vec<String> = results

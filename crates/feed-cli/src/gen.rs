@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub use feed_core::rng::Rng;
 use feed_core::snowflake::SnowflakeGenerator;
-use feed_core::{ContentHash, Did, Embedding, EventId, EventType, FeedEvent, EMBEDDING_DIM};
+use feed_core::{ContentHash, Did, EventId, EventType, FeedEvent};
 
 /// Knobs of the generator.
 #[derive(Clone, Debug)]
@@ -162,8 +162,6 @@ pub fn fortunes() -> Vec<String> {
     out
 }
 
-const TOPICS: usize = 24;
-
 /// Generates the data set, calling `emit` for each event in arrival order.
 pub fn generate(cfg: &GenConfig, mut emit: impl FnMut(FeedEvent)) {
     let mut rng = Rng::new(cfg.seed);
@@ -173,9 +171,7 @@ pub fn generate(cfg: &GenConfig, mut emit: impl FnMut(FeedEvent)) {
     let tags = Zipf::new(200, 1.1);
     let corpus = fortunes();
     let dids: Vec<Did> = (0..n_authors).map(author_did).collect();
-    let centroids: Vec<Vec<f32>> = (0..TOPICS)
-        .map(|_| (0..EMBEDDING_DIM).map(|_| rng.normal() as f32).collect())
-        .collect();
+    let mut vectors = feed_core::synth::EmbeddingLike::new(cfg.seed ^ 0x5eed);
 
     // Snowflake ids on a clock that follows the data set's time.
     let now_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -283,9 +279,7 @@ pub fn generate(cfg: &GenConfig, mut emit: impl FnMut(FeedEvent)) {
                     e.mentions = vec![dids[popularity.sample(&mut rng)]];
                 }
                 if cfg.vectors {
-                    let c = &centroids[rng.below(TOPICS)];
-                    let v: Vec<f32> = c.iter().map(|x| x + 0.6 * rng.normal() as f32).collect();
-                    e.embedding = Embedding::new(v).ok();
+                    e.embedding = Some(vectors.next_vector());
                 }
                 recent_posts.push_back((id, a));
                 if recent_posts.len() > 4096 {

@@ -199,8 +199,11 @@ fn hit_line(h: &feed_core::SearchHit) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Few threads: every blocking thread costs a stack and, with glibc, a
+    // malloc arena — on a small device that is most of the memory budget.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(2)
         .enable_all()
         .build()
     {

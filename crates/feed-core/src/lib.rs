@@ -16,6 +16,7 @@ pub mod memvec;
 pub mod model;
 pub mod rng;
 pub mod snowflake;
+pub mod synth;
 pub mod thread;
 pub mod traits;
 pub mod validate;
