@@ -45,34 +45,30 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-#[test]
-fn every_command_answers_like_the_reference() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let data = tmp.path().join("data.jsonl");
-    let store = tmp.path().join("store");
-    let g = feed(
-        &store,
-        &[
-            "gen",
-            "--events",
-            "3000",
-            "--seed",
-            "9",
-            "--out",
-            data.to_str().expect("path"),
-        ],
-        None,
-    );
+/// `feed gen` with `args` into `data`: its parsed events.
+fn gen_data(store: &Path, data: &Path, args: &[&str]) -> Vec<FeedEvent> {
+    let mut all = vec!["gen"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", data.to_str().expect("path")]);
+    let g = feed(store, &all, None);
     assert!(
         g.status.success(),
         "gen: {}",
         String::from_utf8_lossy(&g.stderr)
     );
-    let text = std::fs::read_to_string(&data).expect("data set");
-    let events: Vec<FeedEvent> = text
+    std::fs::read_to_string(data)
+        .expect("data set")
         .lines()
         .map(|l| parse_line(l).expect("gen writes valid lines"))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn every_command_answers_like_the_reference() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data.jsonl");
+    let store = tmp.path().join("store");
+    let events = gen_data(&store, &data, &["--events", "3000", "--seed", "9"]);
     assert_eq!(events.len(), 3000);
 
     let i = feed(&store, &["ingest", data.to_str().expect("path")], None);
@@ -365,26 +361,11 @@ fn similar_answers_like_the_reference() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data.jsonl");
     let store = tmp.path().join("store");
-    let g = feed(
+    let events = gen_data(
         &store,
-        &[
-            "gen",
-            "--events",
-            "1500",
-            "--seed",
-            "3",
-            "--vectors",
-            "--out",
-            data.to_str().expect("path"),
-        ],
-        None,
+        &data,
+        &["--events", "1500", "--seed", "3", "--vectors"],
     );
-    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
-    let text = std::fs::read_to_string(&data).expect("data set");
-    let events: Vec<FeedEvent> = text
-        .lines()
-        .map(|l| parse_line(l).expect("valid"))
-        .collect();
     assert_eq!(
         feed(&store, &["ingest", data.to_str().expect("path")], None)
             .status

@@ -228,18 +228,22 @@ fn set_meta(c: &Connection, k: &str, v: i64) -> Result<(), IndexError> {
     .map_err(sql_err)
 }
 
-/// Builds a delta from the rows written after `base_seq`.
-fn load_delta(c: &Connection, cfg: &UsearchConfig, base_seq: i64) -> Result<Index, IndexError> {
-    let delta = new_index(cfg)?;
-    let mut st = c
-        .prepare("SELECT id, v FROM vec WHERE seq > ?1")
-        .map_err(sql_err)?;
-    let mut rows = st.query([base_seq]).map_err(sql_err)?;
+/// Adds the codes of the rows `sql` (selecting `id, v`, one `?1`) returns.
+fn add_rows(c: &Connection, index: &Index, sql: &str, seq: i64) -> Result<(), IndexError> {
+    let mut st = c.prepare(sql).map_err(sql_err)?;
+    let mut rows = st.query([seq]).map_err(sql_err)?;
     while let Some(r) = rows.next().map_err(sql_err)? {
         let id: i64 = r.get(0).map_err(sql_err)?;
         let blob: Vec<u8> = r.get(1).map_err(sql_err)?;
-        add_code(&delta, key_of(id), &vector_of(&blob)?)?;
+        add_code(index, key_of(id), &vector_of(&blob)?)?;
     }
+    Ok(())
+}
+
+/// Builds a delta from the rows written after `base_seq`.
+fn load_delta(c: &Connection, cfg: &UsearchConfig, base_seq: i64) -> Result<Index, IndexError> {
+    let delta = new_index(cfg)?;
+    add_rows(c, &delta, "SELECT id, v FROM vec WHERE seq > ?1", base_seq)?;
     Ok(delta)
 }
 
@@ -555,17 +559,12 @@ impl Inner {
             index
                 .reserve((n as usize).max(1))
                 .map_err(backend("reserve"))?;
-            {
-                let mut st = tx
-                    .prepare("SELECT id, v FROM vec WHERE seq <= ?1")
-                    .map_err(sql_err)?;
-                let mut rows = st.query([snapshot_seq]).map_err(sql_err)?;
-                while let Some(r) = rows.next().map_err(sql_err)? {
-                    let id: i64 = r.get(0).map_err(sql_err)?;
-                    let blob: Vec<u8> = r.get(1).map_err(sql_err)?;
-                    add_code(&index, key_of(id), &vector_of(&blob)?)?;
-                }
-            }
+            add_rows(
+                &tx,
+                &index,
+                "SELECT id, v FROM vec WHERE seq <= ?1",
+                snapshot_seq,
+            )?;
             tx.finish().map_err(sql_err)?;
             built_len = index.size();
             index.save(path_str(&tmp)?).map_err(backend("save"))?;
