@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use feed_core::jsonl::parse_line;
+use feed_core::memvec::rank;
 use feed_core::{
-    BucketWidth, Did, Embedding, EventId, EventStore, EventType, FeedEvent, FeedStore, Filter,
+    BucketWidth, Did, Embedding, EventId, EventStore, EventType, FeedEvent, FeedStore, Filter, Hit,
     MemoryEventStore, MemoryVectorIndex, SearchQuery, VectorFilter, VectorIndex,
 };
 use serde_json::{json, Value};
@@ -345,7 +346,7 @@ async fn recall_at_10(
     queries: &[Embedding],
 ) -> anyhow::Result<f64> {
     let held: std::collections::HashSet<EventId> = index.ids().await?.into_iter().collect();
-    let mut best: Vec<Vec<(f32, EventId)>> = vec![Vec::new(); queries.len()];
+    let mut best: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
     let file = std::fs::File::open(data).with_context(|| format!("opening {}", data.display()))?;
     for line in std::io::BufReader::new(file).lines() {
         let e = parse_line(&line?).map_err(|r| anyhow!("data set: {r}"))?;
@@ -353,24 +354,25 @@ async fn recall_at_10(
             continue;
         };
         for (q, top) in queries.iter().zip(best.iter_mut()) {
-            top.push((q.cosine(v), e.id));
+            top.push(Hit {
+                id: e.id,
+                score: q.cosine(v),
+            });
             if top.len() > 64 {
-                top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                rank(top);
                 top.truncate(10);
             }
         }
     }
     let mut total = 0.0;
     for (q, mut top) in queries.iter().zip(best) {
-        top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        rank(&mut top);
         top.truncate(10);
-        let got: Vec<EventId> = index
-            .search(q, &VectorFilter::default(), 10)
-            .await?
+        let got = index.search(q, &VectorFilter::default(), 10).await?;
+        let found = top
             .iter()
-            .map(|h| h.id)
-            .collect();
-        let found = top.iter().filter(|(_, id)| got.contains(id)).count();
+            .filter(|w| got.iter().any(|h| h.id == w.id))
+            .count();
         total += if top.is_empty() {
             1.0
         } else {

@@ -372,7 +372,8 @@ fn similar_answers_like_the_reference() {
             .code(),
         Some(0)
     );
-    let reference = rt().block_on(async {
+    let rt = rt();
+    let reference = rt.block_on(async {
         let fs = feed_core::FeedStore::new(
             MemoryEventStore::new(),
             Some(feed_core::MemoryVectorIndex::new()),
@@ -389,7 +390,7 @@ fn similar_answers_like_the_reference() {
     assert!(posts.len() >= 10, "the data set has posts with vectors");
     let mut compared = 0;
     for p in posts {
-        let want = rt().block_on(reference.similar(p.id, 10));
+        let want = rt.block_on(reference.similar(p.id, 10));
         let o = feed(&store, &["similar", &p.id.to_string(), "--k", "10"], None);
         let Ok(want) = want else {
             // Deleted posts have no vector on either side.

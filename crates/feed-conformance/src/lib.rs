@@ -23,8 +23,7 @@ pub use crash::{
 pub use diff::compare_stores;
 pub use events::{event_store_suite, run_event_store_suite, StoreFactory, SuiteConfig};
 pub use vectors::{
-    assert_recall, recall_dataset, vector_index_suite, vector_recall, EmbeddingLike, IndexFactory,
-    RecallReport,
+    assert_recall, vector_index_suite, vector_recall, EmbeddingLike, IndexFactory, RecallReport,
 };
 
 /// Factories for the in-memory backends of `feed-core`.

@@ -271,11 +271,10 @@ pub struct RecallReport {
     pub recall: f64,
 }
 
-/// A fixed-seed data set of `n` embedding-like unit vectors (see
-/// [`EmbeddingLike`]); row `i` has author `i % 100` and ts `i`, so author
-/// lists and ts ranges give exact selectivities.
-pub fn recall_dataset(n: usize, seed: u64) -> Vec<VectorRecord> {
-    let mut src = EmbeddingLike::new(seed);
+/// `n` embedding-like unit vectors drawn from `src`; row `i` has author
+/// `i % 100` and ts `i`, so author lists and ts ranges give exact
+/// selectivities.
+fn draw_dataset(src: &mut EmbeddingLike, n: usize) -> Vec<VectorRecord> {
     (0..n)
         .map(|i| {
             let mut a = [0u8; 32];
@@ -301,7 +300,9 @@ pub fn vector_recall(
 ) -> Result<Vec<RecallReport>, String> {
     let rt = runtime();
     rt.block_on(async {
-        let data = recall_dataset(n, 42);
+        // Queries are the source's next draws: new points, same distribution.
+        let mut src = EmbeddingLike::new(42);
+        let data = draw_dataset(&mut src, n);
         let index = factory.create().await.map_err(err("create"))?;
         for chunk in data.chunks(1_000) {
             index.upsert(chunk.to_vec()).await.map_err(err("upsert"))?;
@@ -343,11 +344,6 @@ pub fn vector_recall(
                 },
             ),
         ];
-        let mut src = EmbeddingLike::new(42);
-        // Skip the data set's own draws: queries are new points.
-        for _ in 0..n {
-            src.next_vector();
-        }
         let qs: Vec<Embedding> = (0..queries).map(|_| src.next_vector()).collect();
         let mut out = Vec::new();
         for (sel, f) in filters {

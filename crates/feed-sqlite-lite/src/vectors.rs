@@ -124,11 +124,17 @@ struct State {
     base: Option<Index>,
     base_gen: i64,
     base_seq: i64,
-    base_len: usize,
     delta: Index,
     /// Writes since the base was built (delta rows, replaced and removed
     /// base rows): what makes a merge worthwhile.
     changes: usize,
+}
+
+impl State {
+    /// Vectors in the base, stale ones included.
+    fn base_len(&self) -> usize {
+        self.base.as_ref().map_or(0, Index::size)
+    }
 }
 
 fn backend<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> IndexError + '_ {
@@ -293,7 +299,6 @@ impl UsearchVectorIndex {
         let base_gen = meta(&conn, "base_gen")?;
         let mut base_seq = meta(&conn, "base_seq")?;
         let mut base = None;
-        let mut base_len = 0;
         if base_gen > 0 {
             let p = base_path(dir, base_gen);
             let viewed = new_index(&cfg).and_then(|ix| {
@@ -301,10 +306,7 @@ impl UsearchVectorIndex {
                 Ok(ix)
             });
             match viewed {
-                Ok(ix) => {
-                    base_len = ix.size();
-                    base = Some(ix);
-                }
+                Ok(ix) => base = Some(ix),
                 // The base is derived data: without it every row goes to
                 // the delta, and the next merge writes a fresh base.
                 Err(_) => base_seq = 0,
@@ -324,7 +326,6 @@ impl UsearchVectorIndex {
                 base,
                 base_gen,
                 base_seq,
-                base_len,
                 delta,
                 changes,
             }),
@@ -349,7 +350,7 @@ impl UsearchVectorIndex {
     /// Vectors in the viewed base and in the in-memory delta.
     pub fn segments(&self) -> (usize, usize) {
         let st = self.inner.state();
-        (st.base_len, st.delta.size())
+        (st.base_len(), st.delta.size())
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, IndexError>
@@ -464,7 +465,6 @@ impl Inner {
             st.changes += records.len() + stale;
         }
         self.len.fetch_add(added, Ordering::SeqCst);
-        drop(c);
         Ok(())
     }
 
@@ -506,7 +506,7 @@ impl Inner {
     fn maybe_merge(self: &Arc<Self>) -> Result<(), IndexError> {
         let due = {
             let st = self.state();
-            st.changes > 0 && st.changes >= self.cfg.merge_min.max(st.base_len / 8)
+            st.changes > 0 && st.changes >= self.cfg.merge_min.max(st.base_len() / 8)
         };
         if !due {
             return Ok(());
@@ -543,7 +543,6 @@ impl Inner {
         // 1. Build from a snapshot, on a connection of our own, while
         //    writers carry on.
         let snapshot_seq;
-        let built_len;
         {
             let mut c = connect(&self.dir.join(VECTOR_DB), &self.cfg.sqlite).map_err(sql_err)?;
             let tx = c.transaction().map_err(sql_err)?;
@@ -566,7 +565,6 @@ impl Inner {
                 snapshot_seq,
             )?;
             tx.finish().map_err(sql_err)?;
-            built_len = index.size();
             index.save(path_str(&tmp)?).map_err(backend("save"))?;
             drop(index);
             let f =
@@ -596,7 +594,6 @@ impl Inner {
             st.base = Some(base);
             st.base_gen = gen;
             st.base_seq = snapshot_seq;
-            st.base_len = built_len;
             st.delta = delta;
             old
         };
