@@ -19,12 +19,65 @@ pub mod vectors;
 
 pub use crash::{
     crash_child, crash_workload, sigkill_cycles, spawn_test_child, verify_after_crash, CrashReport,
+    StandardCrash,
 };
 pub use diff::compare_stores;
 pub use events::{event_store_suite, run_event_store_suite, StoreFactory, SuiteConfig};
 pub use vectors::{
     assert_recall, vector_index_suite, vector_recall, EmbeddingLike, IndexFactory, RecallReport,
 };
+
+/// Factories for stores that persist in a directory: each `create` opens a
+/// fresh sub-directory of one temporary root, `reopen` closes the store and
+/// opens its directory again.
+pub mod dirs {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_trait::async_trait;
+    use feed_core::{EventStore, StoreError};
+
+    /// Opens a store in a directory.
+    pub type Opener<S> = Box<dyn Fn(&Path) -> Result<S, StoreError> + Send + Sync>;
+
+    /// Directory-backed stores of one backend.
+    pub struct DirStores<S> {
+        root: tempfile::TempDir,
+        n: AtomicU64,
+        open: Opener<S>,
+        dir_of: fn(&S) -> &Path,
+    }
+
+    impl<S> DirStores<S> {
+        /// `open` opens (creating) a store in a directory; `dir_of` names
+        /// the directory of an open store.
+        pub fn new(open: Opener<S>, dir_of: fn(&S) -> &Path) -> std::io::Result<DirStores<S>> {
+            Ok(DirStores {
+                root: tempfile::tempdir()?,
+                n: AtomicU64::new(0),
+                open,
+                dir_of,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl<S: EventStore + 'static> crate::StoreFactory for DirStores<S> {
+        type Store = S;
+
+        async fn create(&self) -> Result<S, StoreError> {
+            let n = self.n.fetch_add(1, Ordering::Relaxed);
+            (self.open)(&self.root.path().join(n.to_string()))
+        }
+
+        async fn reopen(&self, store: S) -> Result<S, StoreError> {
+            let dir: PathBuf = (self.dir_of)(&store).to_path_buf();
+            store.close().await?;
+            drop(store);
+            (self.open)(&dir)
+        }
+    }
+}
 
 /// Factories for the in-memory backends of `feed-core`.
 pub mod memory {

@@ -1,0 +1,232 @@
+//! feed-duckdb: the reference profile's [`EventStore`] on DuckDB.
+//!
+//! One file, `events.duckdb`, in the store directory, with RFC-0130's
+//! `events` and `event_content` tables plus topic, follow and DID tables.
+//! A batch is one transaction: the stored events it names are read with a
+//! few set queries, the shared rules of `feed-core` run in memory, and the
+//! rows go in through Appenders. Every value is a bound parameter. DuckDB
+//! writes its WAL and syncs it at every commit, so an acknowledged batch
+//! survives a SIGKILL. See the crate README for figures and limits.
+
+mod schema;
+mod sql;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use feed_core::{
+    AppendStatus, Bucket, BucketWidth, Counts, Cursor, Did, Entry, EventId, EventStore, EventView,
+    FeedEvent, Filter, StoreError, StoreStats, Thread,
+};
+
+/// Engine settings; the defaults suit a small node.
+#[derive(Clone, Debug)]
+pub struct DuckConfig {
+    /// DuckDB's `memory_limit`, MiB (default 96).
+    pub memory_limit_mib: u32,
+    /// DuckDB's worker `threads` (default 2).
+    pub threads: u32,
+}
+
+impl Default for DuckConfig {
+    fn default() -> Self {
+        DuckConfig {
+            memory_limit_mib: 96,
+            threads: 2,
+        }
+    }
+}
+
+/// The file inside a store directory.
+pub const DB_FILE: &str = "events.duckdb";
+
+/// An [`EventStore`] on DuckDB.
+pub struct DuckEventStore {
+    inner: Arc<Mutex<Option<sql::Db>>>,
+    dir: PathBuf,
+}
+
+impl DuckEventStore {
+    /// Opens (creating if needed) the store in directory `dir`.
+    pub fn open(dir: &Path, config: &DuckConfig) -> Result<DuckEventStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            context: format!("creating {}", dir.display()),
+            source: e,
+        })?;
+        let conn = schema::open(&dir.join(DB_FILE), config)?;
+        let db = sql::Db::new(conn).map_err(StoreError::from)?;
+        Ok(DuckEventStore {
+            inner: Arc::new(Mutex::new(Some(db))),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` on the connection off the async threads.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut sql::Db) -> Result<T, sql::DuckError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave DuckDB half-way:
+            // an open transaction rolls back when dropped.
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            let i = guard.as_mut().ok_or(StoreError::Closed)?;
+            f(i).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl EventStore for DuckEventStore {
+    async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+        self.run(move |i| sql::append(i, batch)).await
+    }
+
+    async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
+        self.run(move |i| sql::get(i, id)).await
+    }
+
+    async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
+        self.run(move |i| Ok(sql::load(i, id)?.map(|r| r.ev))).await
+    }
+
+    async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
+        self.run(move |i| sql::versions(i, id)).await
+    }
+
+    async fn timeline(
+        &self,
+        did: &Did,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let did = *did;
+        self.run(move |i| sql::timeline(i, &did, limit, before))
+            .await
+    }
+
+    async fn author_feed(
+        &self,
+        did: &Did,
+        since: Option<i64>,
+        until: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let did = *did;
+        self.run(move |i| sql::author_feed(i, &did, since, until, limit))
+            .await
+    }
+
+    async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
+        self.run(move |i| sql::thread(i, id)).await
+    }
+
+    async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
+        self.run(move |i| sql::counts(i, id)).await
+    }
+
+    async fn tag(
+        &self,
+        tag: &str,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let t = sql::Topic::Tag(feed_core::query_tag(tag));
+        self.run(move |i| sql::topic(i, &t, limit, before)).await
+    }
+
+    async fn mentions(
+        &self,
+        did: &Did,
+        limit: usize,
+        before: Option<Cursor>,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let t = sql::Topic::Mention(*did);
+        self.run(move |i| sql::topic(i, &t, limit, before)).await
+    }
+
+    async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
+        let did = *did;
+        self.run(move |i| sql::follows(i, &did, true)).await
+    }
+
+    async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
+        let did = *did;
+        self.run(move |i| sql::follows(i, &did, false)).await
+    }
+
+    async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
+        let f = filter.clone();
+        self.run(move |i| sql::query(i, &f)).await
+    }
+
+    async fn buckets(
+        &self,
+        filter: &Filter,
+        width: BucketWidth,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        let f = filter.clone();
+        self.run(move |i| sql::buckets(i, &f, width)).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let file = self.dir.join(DB_FILE);
+        self.run(move |i| sql::stats(i, &file)).await
+    }
+
+    fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>> {
+        // Pages of 512 events by arrival number, so memory stays bounded.
+        stream::unfold(Some(i64::MIN), move |after| async move {
+            let after = after?;
+            let page = self.run(move |i| sql::export_page(i, after, 512)).await;
+            match page {
+                Err(e) => Some((vec![Err(e)], None)),
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let next = rows.last().map(|(seq, _)| *seq);
+                    Some((rows.into_iter().map(|(_, e)| Ok(e)).collect(), next))
+                }
+            }
+        })
+        .flat_map(stream::iter)
+        .boxed()
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every append commits (WAL synced); a checkpoint folds the WAL
+        // into the main file.
+        self.run(|i| {
+            i.conn.execute_batch("CHECKPOINT")?;
+            i.conn.flush_prepared_statement_cache();
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = guard.take() {
+                i.conn
+                    .close()
+                    .map_err(|(_, e)| StoreError::Backend(e.to_string()))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
+    }
+}

@@ -1,0 +1,1235 @@
+//! The queries and the batch write path. Every value is a bound parameter
+//! or goes in through an Appender; statements are static text.
+//!
+//! DuckDB 1.5.6 plans with the column statistics of the moment it
+//! prepares, and a cached plan run after later writes fails ("Perfect hash
+//! aggregate … statistics … corrupt") or could prune by stale min/max. So
+//! the statement cache is emptied after every write ([`append`]), and
+//! statements reading the scratch tables (rewritten on every use) are
+//! prepared afresh each time ([`prepare`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use duckdb::{params, Connection, Row};
+
+use feed_core::thread::{pick_thread_nodes, ReachedNode};
+use feed_core::validate::{
+    append_with, apply_edit, delete_applies, filter_matches, now_ns, Admit, TargetRef,
+};
+use feed_core::{
+    AppendStatus, Bucket, BucketWidth, ContentHash, Counts, Cursor, Did, Embedding, Entry, EventId,
+    EventType, EventView, FeedEvent, Filter, StoreError, StoreStats, Thread, ThreadNode,
+    EMBEDDING_DIM,
+};
+
+/// Errors inside the DuckDB worker.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DuckError {
+    #[error(transparent)]
+    Sql(#[from] duckdb::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<DuckError> for StoreError {
+    fn from(e: DuckError) -> StoreError {
+        match e {
+            DuckError::Store(s) => s,
+            DuckError::Sql(e) => {
+                let msg = e.to_string();
+                // DuckDB reports a file that is not a database, or a
+                // damaged one, as an IO/serialization error on open.
+                if msg.contains("not a valid DuckDB database")
+                    || msg.contains("Corrupt")
+                    || msg.contains("checksum")
+                    || msg.contains("Serialization Error")
+                {
+                    StoreError::Corrupt(msg)
+                } else {
+                    StoreError::Backend(msg)
+                }
+            }
+        }
+    }
+}
+
+type Res<T> = Result<T, DuckError>;
+
+fn corrupt(what: &str) -> DuckError {
+    DuckError::Store(StoreError::Corrupt(what.to_string()))
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// `(ts, id)` of an exclusive cursor, or `(None, 0)` for none.
+fn cursor_params(before: Option<Cursor>) -> (Option<i64>, u64) {
+    match before {
+        Some(c) => (Some(c.ts), c.id.0),
+        None => (None, 0),
+    }
+}
+
+/// The open database and what the writer keeps in memory: the next arrival
+/// number and the DID dictionary (DIDs are numbered once; every table holds
+/// the 4-byte number, and reads map it back here instead of joining).
+pub(crate) struct Db {
+    pub conn: Connection,
+    next_seq: i64,
+    dids: Dids,
+    /// Oldest and newest post `ts` (for timeline windows), if any post.
+    post_ts: Option<(i64, i64)>,
+}
+
+impl Db {
+    /// Reads the counters and the DID dictionary of an opened database.
+    pub(crate) fn new(conn: Connection) -> Res<Db> {
+        let next_seq: i64 = conn
+            .prepare("SELECT coalesce(max(seq), 0) + 1 FROM events")?
+            .query_row([], |r| r.get(0))?;
+        let mut dids = Dids::default();
+        {
+            let mut stmt = conn.prepare("SELECT n, did FROM dids ORDER BY n")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let n: i32 = r.get(0)?;
+                if usize::try_from(n).ok() != Some(dids.by_n.len() + 1) {
+                    return Err(corrupt("DID numbers are not 1, 2, 3, …"));
+                }
+                dids.push(Did(bytes32(r.get(1)?, "stored DID has the wrong size")?));
+            }
+        }
+        let post_ts: (Option<i64>, Option<i64>) = conn
+            .prepare("SELECT min(ts), max(ts) FROM events WHERE kind = 0")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Db {
+            conn,
+            next_seq,
+            dids,
+            post_ts: post_ts.0.zip(post_ts.1),
+        })
+    }
+}
+
+/// DID ↔ number, both ways.
+#[derive(Default)]
+struct Dids {
+    by_n: Vec<Did>,
+    by_did: HashMap<Did, i32>,
+}
+
+impl Dids {
+    fn push(&mut self, d: Did) -> i32 {
+        let n = self.by_n.len() as i32 + 1;
+        self.by_n.push(d);
+        self.by_did.insert(d, n);
+        n
+    }
+    fn did(&self, n: i32) -> Res<Did> {
+        usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| self.by_n.get(i))
+            .copied()
+            .ok_or_else(|| corrupt("unknown DID number"))
+    }
+    fn number(&self, d: &Did) -> Option<i32> {
+        self.by_did.get(d).copied()
+    }
+}
+
+macro_rules! select_ev {
+    ($tail:literal) => {
+        concat!(
+            "SELECT e.seq, e.id, e.kind, e.author, e.ts, e.hash, c.content, e.parent, \
+             c.tags, c.mentions, c.embedding, e.deleted, e.edited, e.root \
+             FROM events e JOIN event_content c ON c.id = e.id ",
+            $tail
+        )
+    };
+}
+
+/// A stored event and its bookkeeping.
+pub(crate) struct Rec {
+    pub seq: i64,
+    pub ev: FeedEvent,
+    pub deleted: bool,
+    /// An edit has been stored for it (it may not be in effect).
+    pub edited: bool,
+    /// A post's thread group (see the schema).
+    pub root: Option<u64>,
+    pub author_n: i32,
+}
+
+fn bytes32(v: Vec<u8>, what: &str) -> Res<[u8; 32]> {
+    v.try_into().map_err(|_| corrupt(what))
+}
+
+fn dids_of(b: &[u8]) -> Res<Vec<Did>> {
+    if b.len() % 32 != 0 {
+        return Err(corrupt("stored mentions have the wrong size"));
+    }
+    Ok(b.chunks_exact(32)
+        .map(|c| {
+            let mut d = [0u8; 32];
+            d.copy_from_slice(c);
+            Did(d)
+        })
+        .collect())
+}
+
+fn rec(row: &Row<'_>, dids: &Dids) -> Res<Rec> {
+    let kind: u8 = row.get(2)?;
+    let author_n: i32 = row.get(3)?;
+    let tags: Option<String> = row.get(8)?;
+    let mentions: Option<Vec<u8>> = row.get(9)?;
+    let emb: Option<Vec<u8>> = row.get(10)?;
+    let embedding = match emb {
+        None => None,
+        Some(b) if b.len() == EMBEDDING_DIM * 4 => {
+            let v = b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Some(Embedding::new(v).map_err(|_| corrupt("stored embedding is invalid"))?)
+        }
+        Some(_) => return Err(corrupt("stored embedding has the wrong size")),
+    };
+    Ok(Rec {
+        seq: row.get(0)?,
+        ev: FeedEvent {
+            id: EventId(row.get(1)?),
+            kind: EventType::from_code(kind).ok_or_else(|| corrupt("unknown event type"))?,
+            author: dids.did(author_n)?,
+            ts: row.get(4)?,
+            content_hash: ContentHash(bytes32(row.get(5)?, "stored hash has the wrong size")?),
+            content: row.get(6)?,
+            parent: row.get::<_, Option<u64>>(7)?.map(EventId),
+            tags: tags
+                .map(|t| t.split(' ').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            mentions: mentions
+                .as_deref()
+                .map(dids_of)
+                .transpose()?
+                .unwrap_or_default(),
+            embedding,
+        },
+        deleted: row.get(11)?,
+        edited: row.get(12)?,
+        root: row.get(13)?,
+        author_n,
+    })
+}
+
+/// A prepared statement, from the cache or made for one use.
+enum Stmt<'c> {
+    Cached(duckdb::CachedStatement<'c>),
+    Fresh(duckdb::Statement<'c>),
+}
+
+impl<'c> std::ops::Deref for Stmt<'c> {
+    type Target = duckdb::Statement<'c>;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Stmt::Cached(s) => s,
+            Stmt::Fresh(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Stmt<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Stmt::Cached(s) => s,
+            Stmt::Fresh(s) => s,
+        }
+    }
+}
+
+/// A statement for `sql`: cached, unless it reads a scratch table (whose
+/// statistics change with every use).
+fn prepare<'c>(c: &'c Connection, sql: &str) -> Res<Stmt<'c>> {
+    if sql.contains("q_") {
+        Ok(Stmt::Fresh(c.prepare(sql)?))
+    } else {
+        Ok(Stmt::Cached(c.prepare_cached(sql)?))
+    }
+}
+
+fn recs(db: &Db, sql: &str, p: impl duckdb::Params) -> Res<Vec<Rec>> {
+    let mut stmt = prepare(&db.conn, sql)?;
+    let mut rows = stmt.query(p)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(rec(row, &db.dids)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn load(db: &Db, id: EventId) -> Res<Option<Rec>> {
+    Ok(recs(db, select_ev!("WHERE e.id = ?"), params![id.0])?.pop())
+}
+
+fn did_lookup(db: &Db, did: &Did) -> Res<Option<i32>> {
+    Ok(db.dids.number(did))
+}
+
+fn embedding_blob(e: &Embedding) -> Vec<u8> {
+    e.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Replaces the rows of the scratch table `q_ids`.
+/// Replaces the rows of a scratch id table: `q_ids` (the write path and
+/// list queries) or `q_load` ([`load_ids`], which runs inside both).
+fn fill_ids(c: &Connection, table: &str, ids: impl IntoIterator<Item = u64>) -> Res<()> {
+    match table {
+        "q_ids" => c.execute("DELETE FROM q_ids", [])?,
+        "q_load" => c.execute("DELETE FROM q_load", [])?,
+        _ => return Err(corrupt("unknown scratch table")),
+    };
+    let mut app = c.appender_to_catalog_and_db(table, "temp", "main")?;
+    for id in ids {
+        app.append_row(params![id])?;
+    }
+    app.flush()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The write path.
+
+/// Appends a batch in one transaction: the batch's stored neighbourhood is
+/// read in a few set queries, the shared rules run in memory, and the rows
+/// go in through Appenders.
+pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus>> {
+    let Db {
+        conn,
+        next_seq,
+        dids,
+        post_ts,
+    } = db;
+    let tx = conn.transaction()?;
+    let mut seq = *next_seq;
+    let res = append_in(&tx, dids, &mut seq, batch).and_then(|w| Ok((w, tx.commit()?)));
+    // Plans made before this write may rely on statistics it changed.
+    conn.flush_prepared_statement_cache();
+    let (written, ()) = res?;
+    *next_seq = seq;
+    for d in written.new_dids {
+        dids.push(d);
+    }
+    for ts in written.post_ts {
+        *post_ts = Some(post_ts.map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))));
+    }
+    Ok(written.statuses)
+}
+
+/// What a committed batch leaves for the in-memory state.
+struct Written {
+    statuses: Vec<AppendStatus>,
+    /// DIDs numbered by the batch, in number order.
+    new_dids: Vec<Did>,
+    /// `ts` of the posts it stored.
+    post_ts: Vec<i64>,
+}
+
+/// What the rules see: stored events the batch names, plus the batch's
+/// accepted events as they go in.
+struct Known {
+    events: HashMap<EventId, FeedEvent>,
+    accepted: Vec<(FeedEvent, Option<TargetRef>)>,
+}
+
+impl Admit for Known {
+    type Error = DuckError;
+    fn existing(&mut self, id: EventId) -> Res<Option<FeedEvent>> {
+        Ok(self.events.get(&id).cloned())
+    }
+    fn exists(&mut self, id: EventId) -> Res<bool> {
+        Ok(self.events.contains_key(&id))
+    }
+    fn target(&mut self, id: EventId) -> Res<Option<TargetRef>> {
+        Ok(self.events.get(&id).map(TargetRef::from))
+    }
+    fn insert(&mut self, ev: FeedEvent, target: Option<TargetRef>) -> Res<()> {
+        self.events.insert(ev.id, ev.clone());
+        self.accepted.push((ev, target));
+        Ok(())
+    }
+}
+
+/// Thread groups being merged by a batch: each post's group id, and
+/// union-find links from absorbed groups to the groups that absorbed them.
+#[derive(Default)]
+struct Groups {
+    roots: HashMap<EventId, u64>,
+    up: HashMap<u64, u64>,
+}
+
+impl Groups {
+    fn find(&self, mut g: u64) -> u64 {
+        while let Some(&next) = self.up.get(&g) {
+            g = next;
+        }
+        g
+    }
+
+    /// Merges `child`'s group into `into`'s (a no-op inside a cycle).
+    fn union(&mut self, child: u64, into: u64) {
+        let (a, b) = (self.find(child), self.find(into));
+        if a != b {
+            self.up.insert(a, b);
+        }
+    }
+}
+
+fn append_in(
+    c: &Connection,
+    dids: &Dids,
+    next_seq: &mut i64,
+    batch: Vec<FeedEvent>,
+) -> Res<Written> {
+    // 1. Stored events that point at the batch's ids: deletes (their
+    //    authors), edits, and posts that arrived before their parent.
+    let named: HashSet<u64> = batch
+        .iter()
+        .flat_map(|e| std::iter::once(e.id.0).chain(e.parent.map(|p| p.0)))
+        .collect();
+    fill_ids(c, "q_ids", named.iter().copied())?;
+    let mut deletes: HashMap<EventId, Vec<Did>> = HashMap::new();
+    let mut edited: HashSet<EventId> = HashSet::new();
+    // Thread groups (union-find over group ids): a post's group is its
+    // parent's, and a post arriving after its replies absorbs their groups.
+    let mut groups = Groups::default();
+    let mut early_replies: HashMap<EventId, Vec<u64>> = HashMap::new();
+    {
+        let mut stmt = prepare(
+            c,
+            "SELECT parent, kind, author, root FROM events \
+             WHERE kind IN (0, 5, 6) AND parent IN (SELECT id FROM q_ids)",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let parent = EventId(r.get(0)?);
+            match EventType::from_code(r.get(1)?) {
+                Some(EventType::Delete) => {
+                    deletes
+                        .entry(parent)
+                        .or_default()
+                        .push(dids.did(r.get(2)?)?);
+                }
+                Some(EventType::Edit) => {
+                    edited.insert(parent);
+                }
+                _ => {
+                    let root: Option<u64> = r.get(3)?;
+                    let root = root.ok_or_else(|| corrupt("stored post without a thread group"))?;
+                    early_replies.entry(parent).or_default().push(root);
+                }
+            }
+        }
+    }
+    // The stored events the batch names, in full.
+    let mut known = Known {
+        events: HashMap::new(),
+        accepted: Vec::new(),
+    };
+    let present: Vec<EventId> = {
+        let mut stmt = prepare(
+            c,
+            "SELECT id FROM events WHERE id IN (SELECT id FROM q_ids)",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, u64>(0))?;
+        rows.map(|r| r.map(EventId)).collect::<Result<_, _>>()?
+    };
+    for r in load_ids_with(c, dids, &present)? {
+        if let Some(g) = r.root {
+            groups.roots.insert(r.ev.id, g);
+        }
+        known.events.insert(r.ev.id, r.ev);
+    }
+
+    // 2. The rules, in batch order.
+    let statuses = append_with(batch, now_ns(), &mut known)?;
+    let accepted = known.accepted;
+    if accepted.is_empty() {
+        return Ok(Written {
+            statuses,
+            new_dids: Vec::new(),
+            post_ts: Vec::new(),
+        });
+    }
+    for (ev, _) in &accepted {
+        match (ev.kind, ev.parent) {
+            (EventType::Delete, Some(p)) => deletes.entry(p).or_default().push(ev.author),
+            (EventType::Edit, Some(p)) => {
+                edited.insert(p);
+            }
+            _ => {}
+        }
+    }
+
+    // Thread groups of the batch's posts, in batch order.
+    for (ev, _) in &accepted {
+        if ev.kind != EventType::Post {
+            continue;
+        }
+        let parent_group = ev
+            .parent
+            .filter(|p| {
+                known
+                    .events
+                    .get(p)
+                    .is_some_and(|t| t.kind == EventType::Post)
+            })
+            .and_then(|p| groups.roots.get(&p).copied());
+        let g = groups.find(parent_group.unwrap_or(ev.id.0));
+        groups.roots.insert(ev.id, g);
+        for child in early_replies.remove(&ev.id).unwrap_or_default() {
+            groups.union(child, g);
+        }
+        if let Some(p) = ev.parent {
+            early_replies.entry(p).or_default().push(g);
+        }
+    }
+
+    // 3. Derived state: which events are now deleted.
+    let mut newly_deleted: HashSet<EventId> = HashSet::new();
+    for (ev, target) in &accepted {
+        if let Some(t) = target.filter(|t| delete_applies(ev, *t)) {
+            newly_deleted.insert(t.id);
+        }
+        if ev.kind != EventType::Delete
+            && deletes
+                .get(&ev.id)
+                .is_some_and(|authors| authors.contains(&ev.author))
+        {
+            newly_deleted.insert(ev.id);
+        }
+    }
+    let batch_ids: HashSet<EventId> = accepted.iter().map(|(e, _)| e.id).collect();
+
+    // 4. Numbers for new DIDs (authors and mentioned).
+    let mut new_dids: Vec<Did> = Vec::new();
+    let mut staged: HashMap<Did, i32> = HashMap::new();
+    {
+        let mut app = c.appender("dids")?;
+        for (ev, _) in &accepted {
+            for d in std::iter::once(&ev.author).chain(&ev.mentions) {
+                if dids.number(d).is_none() && !staged.contains_key(d) {
+                    let n = i32::try_from(dids.by_n.len() + new_dids.len() + 1)
+                        .map_err(|_| corrupt("DID numbers exhausted"))?;
+                    staged.insert(*d, n);
+                    new_dids.push(*d);
+                    app.append_row(params![n, &d.0[..]])?;
+                }
+            }
+        }
+        app.flush()?;
+    }
+    let num = |d: &Did| -> Res<i32> {
+        dids.number(d)
+            .or_else(|| staged.get(d).copied())
+            .ok_or_else(|| corrupt("DID number missing"))
+    };
+
+    // 5. The rows.
+    {
+        let mut events = c.appender("events")?;
+        let mut content = c.appender("event_content")?;
+        let mut tags = c.appender("event_tags")?;
+        let mut mentions = c.appender("event_mentions")?;
+        let mut follows = c.appender("follows")?;
+        for (ev, _) in &accepted {
+            let author = num(&ev.author)?;
+            let deleted = newly_deleted.contains(&ev.id);
+            let group = groups.roots.get(&ev.id).map(|g| groups.find(*g));
+            events.append_row(params![
+                *next_seq,
+                ev.id.0,
+                ev.kind.code(),
+                author,
+                ev.ts,
+                ev.parent.map(|p| p.0),
+                &ev.content_hash.0[..],
+                deleted,
+                ev.kind == EventType::Post && edited.contains(&ev.id),
+                group,
+                ev.reaction_kind().map(|k| k as u8)
+            ])?;
+            *next_seq += 1;
+            let tag_text = (!ev.tags.is_empty()).then(|| ev.tags.join(" "));
+            let mention_blob: Option<Vec<u8>> =
+                (!ev.mentions.is_empty()).then(|| ev.mentions.iter().flat_map(|m| m.0).collect());
+            content.append_row(params![
+                ev.id.0,
+                ev.content,
+                tag_text,
+                mention_blob,
+                ev.embedding.as_ref().map(embedding_blob)
+            ])?;
+            if ev.kind == EventType::Follow && !deleted {
+                if let Some(m) = ev.mentions.first() {
+                    follows.append_row(params![author, num(m)?, ev.id.0])?;
+                }
+            }
+            if ev.kind.carries_topics() && !deleted {
+                for t in dedup(&ev.tags) {
+                    tags.append_row(params![t, ev.ts, ev.id.0])?;
+                }
+                for m in dedup(&ev.mentions) {
+                    mentions.append_row(params![num(m)?, ev.ts, ev.id.0])?;
+                }
+            }
+        }
+        events.flush()?;
+        content.flush()?;
+        tags.flush()?;
+        mentions.flush()?;
+        follows.flush()?;
+    }
+
+    // 6. Flags on stored events: deleted ones, and posts that got an edit.
+    let older = |set: &HashSet<EventId>| -> Vec<u64> {
+        set.iter()
+            .filter(|id| !batch_ids.contains(id))
+            .map(|id| id.0)
+            .collect()
+    };
+    let older_deleted = older(&newly_deleted);
+    if !older_deleted.is_empty() {
+        fill_ids(c, "q_ids", older_deleted)?;
+        c.execute(
+            "UPDATE events SET deleted = true WHERE id IN (SELECT id FROM q_ids)",
+            [],
+        )?;
+        for sql in [
+            "DELETE FROM follows WHERE event IN (SELECT id FROM q_ids)",
+            "DELETE FROM event_tags WHERE id IN (SELECT id FROM q_ids)",
+            "DELETE FROM event_mentions WHERE id IN (SELECT id FROM q_ids)",
+        ] {
+            c.execute(sql, [])?;
+        }
+    }
+    // Stored thread groups absorbed by the batch's posts.
+    let merges: Vec<(u64, u64)> = groups.up.keys().map(|&g| (g, groups.find(g))).collect();
+    if !merges.is_empty() {
+        c.execute("DELETE FROM q_groups", [])?;
+        let mut app = c.appender_to_catalog_and_db("q_groups", "temp", "main")?;
+        for (old, new) in merges {
+            app.append_row(params![old, new])?;
+        }
+        app.flush()?;
+        drop(app);
+        c.execute(
+            "UPDATE events SET root = q_groups.new FROM q_groups WHERE events.root = q_groups.old",
+            [],
+        )?;
+    }
+    let older_edited = older(&edited);
+    if !older_edited.is_empty() {
+        fill_ids(c, "q_ids", older_edited)?;
+        c.execute(
+            "UPDATE events SET edited = true \
+             WHERE id IN (SELECT id FROM q_ids) AND kind = 0 AND NOT edited",
+            [],
+        )?;
+    }
+    let post_ts = accepted
+        .iter()
+        .filter(|(e, _)| e.kind == EventType::Post)
+        .map(|(e, _)| e.ts)
+        .collect();
+    Ok(Written {
+        statuses,
+        new_dids,
+        post_ts,
+    })
+}
+
+/// The distinct items of a list, first occurrence kept.
+fn dedup<T: PartialEq>(list: &[T]) -> Vec<&T> {
+    let mut out: Vec<&T> = Vec::with_capacity(list.len());
+    for x in list {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Reads.
+//
+// Listings run in two steps: ids from the narrow `events` (or topic)
+// columns, newest first and limited, then the full rows of just those ids
+// ([`load_ids`]); joining `event_content` before the limit would carry
+// every candidate's content and embedding through the sort.
+
+/// Ids per `IN (?, …)` list; longer lists go through the `q_load` table.
+const IN_LIST_MAX: usize = 256;
+
+/// Stored events by id, in the order given (unknown ids skipped).
+fn load_ids_with(c: &Connection, dids: &Dids, ids: &[EventId]) -> Res<Vec<Rec>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut by_id: HashMap<EventId, Rec> = HashMap::with_capacity(ids.len());
+    let mut take = |stmt: &mut Stmt<'_>, p: &[u64]| -> Res<()> {
+        let mut rows = stmt.query(duckdb::params_from_iter(p))?;
+        while let Some(row) = rows.next()? {
+            let r = rec(row, dids)?;
+            by_id.insert(r.ev.id, r);
+        }
+        Ok(())
+    };
+    if ids.len() <= IN_LIST_MAX {
+        // The statement text holds `?` placeholders only, one per id.
+        let marks = vec!["?"; ids.len()].join(", ");
+        let sql = format!("{} WHERE e.id IN ({marks})", select_ev!(""));
+        let raw: Vec<u64> = ids.iter().map(|i| i.0).collect();
+        take(&mut prepare(c, &sql)?, &raw)?;
+    } else {
+        fill_ids(c, "q_load", ids.iter().map(|i| i.0))?;
+        take(
+            &mut prepare(c, select_ev!("WHERE e.id IN (SELECT id FROM q_load)"))?,
+            &[],
+        )?;
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+fn load_ids(db: &Db, ids: &[EventId]) -> Res<Vec<Rec>> {
+    load_ids_with(&db.conn, &db.dids, ids)
+}
+
+/// Ids from a one-column query.
+fn ids(db: &Db, sql: &str, p: impl duckdb::Params) -> Res<Vec<EventId>> {
+    let mut stmt = prepare(&db.conn, sql)?;
+    let rows = stmt.query_map(p, |r| r.get::<_, u64>(0))?;
+    Ok(rows.map(|r| r.map(EventId)).collect::<Result<_, _>>()?)
+}
+
+/// Live edits in effect on a post, oldest first.
+fn edits(db: &Db, post: &Rec) -> Res<Vec<Rec>> {
+    recs(
+        db,
+        select_ev!(
+            "WHERE e.parent = ? AND e.kind = 5 AND e.author = ? AND NOT e.deleted \
+             ORDER BY e.ts, e.id"
+        ),
+        params![post.ev.id.0, post.author_n],
+    )
+}
+
+/// The views of stored events: each post with its newest edit in effect,
+/// looked up (in one query per 256) only for posts some edit has targeted.
+fn views(db: &Db, rs: Vec<Rec>) -> Res<Vec<EventView>> {
+    let edited: Vec<&Rec> = rs
+        .iter()
+        .filter(|r| r.ev.kind == EventType::Post && r.edited)
+        .collect();
+    let mut newest: HashMap<EventId, Rec> = HashMap::new();
+    for chunk in edited.chunks(IN_LIST_MAX) {
+        let authors: HashMap<u64, i32> = chunk.iter().map(|r| (r.ev.id.0, r.author_n)).collect();
+        // The statement text holds `?` placeholders only, one per post.
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "{} WHERE e.kind = 5 AND NOT e.deleted AND e.parent IN ({marks}) ORDER BY e.ts, e.id",
+            select_ev!("")
+        );
+        let posts: Vec<u64> = chunk.iter().map(|r| r.ev.id.0).collect();
+        // Oldest first: the last own edit kept per post is its newest.
+        for e in recs(db, &sql, duckdb::params_from_iter(&posts))? {
+            if let Some(p) = e.ev.parent {
+                if authors.get(&p.0) == Some(&e.author_n) {
+                    newest.insert(p, e);
+                }
+            }
+        }
+    }
+    Ok(rs
+        .iter()
+        .map(|r| apply_edit(&r.ev, newest.get(&r.ev.id).map(|e| &e.ev)))
+        .collect())
+}
+
+fn view(db: &Db, r: Rec) -> Res<EventView> {
+    views(db, vec![r])?
+        .pop()
+        .ok_or_else(|| corrupt("a view went missing"))
+}
+
+/// Loads and views listed ids.
+fn listing(db: &Db, ids: &[EventId]) -> Res<Vec<EventView>> {
+    views(db, load_ids(db, ids)?)
+}
+
+pub(crate) fn get(db: &Db, id: EventId) -> Res<Option<Entry>> {
+    match load(db, id)? {
+        None => Ok(None),
+        Some(r) if r.deleted => Ok(Some(Entry::Deleted(id))),
+        Some(r) => Ok(Some(Entry::Live(view(db, r)?))),
+    }
+}
+
+pub(crate) fn versions(db: &Db, id: EventId) -> Res<Vec<FeedEvent>> {
+    let Some(r) = load(db, id)?.filter(|r| !r.deleted) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    if r.ev.kind == EventType::Post && r.edited {
+        out.extend(edits(db, &r)?.into_iter().map(|e| e.ev));
+    }
+    out.insert(0, r.ev);
+    Ok(out)
+}
+
+/// Timeline windows: the newest 1/64 of the posts' time span, then 1/8,
+/// then all of it. DuckDB skips row groups outside a window by their
+/// min/max `ts`, and storage order follows arrival, which mostly follows
+/// time. A window that yields `limit` posts holds the newest ones.
+const WINDOW_DIVISORS: [i128; 2] = [64, 8];
+
+pub(crate) fn timeline(
+    db: &Db,
+    did: &Did,
+    limit: usize,
+    before: Option<Cursor>,
+) -> Res<Vec<EventView>> {
+    let limit = feed_core::clamp_timeline_limit(limit);
+    let (Some(me), Some((lo, hi))) = (did_lookup(db, did)?, db.post_ts) else {
+        return Ok(Vec::new());
+    };
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let (cts, cid) = cursor_params(before);
+    let top = cts.map_or(hi, |t| t.min(hi)) as i128;
+    let span = (hi as i128 - lo as i128).max(1);
+    let starts = WINDOW_DIVISORS
+        .iter()
+        .map(|d| (top - span / d).max(i64::MIN as i128) as i64)
+        .chain(std::iter::once(i64::MIN));
+    let mut found = Vec::new();
+    for start in starts {
+        found = ids(
+            db,
+            "SELECT e.id FROM events e \
+             WHERE e.kind = 0 AND NOT e.deleted AND e.ts >= ?5 \
+             AND (e.author = ?1 OR e.author IN (SELECT followee FROM follows WHERE follower = ?1)) \
+             AND (?2 IS NULL OR (e.ts, e.id) < (?2, ?3)) \
+             ORDER BY e.ts DESC, e.id DESC LIMIT ?4",
+            params![me, cts, cid, limit_param(limit), start],
+        )?;
+        if found.len() == limit {
+            break;
+        }
+    }
+    listing(db, &found)
+}
+
+pub(crate) fn author_feed(
+    db: &Db,
+    did: &Did,
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: usize,
+) -> Res<Vec<EventView>> {
+    let Some(a) = did_lookup(db, did)? else {
+        return Ok(Vec::new());
+    };
+    let found = ids(
+        db,
+        "SELECT id FROM events WHERE author = ? AND kind = 0 AND NOT deleted \
+         AND ts >= ? AND ts <= ? ORDER BY ts DESC, id DESC LIMIT ?",
+        params![
+            a,
+            since.unwrap_or(i64::MIN),
+            until.unwrap_or(i64::MAX),
+            limit_param(limit)
+        ],
+    )?;
+    listing(db, &found)
+}
+
+/// Every post reachable below `id` (a stored post): its thread group read
+/// with one indexed query, walked here. Only a cycle through `id` can be
+/// reached (each post has one parent), so not re-entering `id` is the
+/// whole cycle guard.
+fn reach(db: &Db, id: EventId, group: u64) -> Res<Vec<ReachedNode>> {
+    let mut children: HashMap<u64, Vec<(u64, i64, bool)>> = HashMap::new();
+    let mut own: Option<(Option<u64>, i64, bool)> = None;
+    {
+        let mut stmt = prepare(
+            &db.conn,
+            "SELECT id, parent, ts, deleted FROM events WHERE root = ? AND kind = 0",
+        )?;
+        let mut rows = stmt.query(params![group])?;
+        while let Some(r) = rows.next()? {
+            let (nid, parent, ts, deleted): (u64, Option<u64>, i64, bool) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            if nid == id.0 {
+                own = Some((parent, ts, !deleted));
+            }
+            if let Some(p) = parent {
+                children.entry(p).or_default().push((nid, ts, !deleted));
+            }
+        }
+    }
+    let Some((parent, ts, live)) = own else {
+        return Err(corrupt("a post is missing from its thread group"));
+    };
+    let mut out = vec![ReachedNode {
+        id,
+        depth: 0,
+        parent: parent.map(EventId),
+        ts,
+        live,
+    }];
+    let mut next = 0;
+    while next < out.len() {
+        let (pid, depth) = (out[next].id.0, out[next].depth);
+        next += 1;
+        for &(cid, ts, live) in children.get(&pid).map_or(&[][..], |v| &v[..]) {
+            if cid != id.0 {
+                out.push(ReachedNode {
+                    id: EventId(cid),
+                    depth: depth + 1,
+                    parent: Some(EventId(pid)),
+                    ts,
+                    live,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A stored post and its thread group; `None` for anything else.
+fn post_group(db: &Db, id: EventId) -> Res<Option<u64>> {
+    let row: Option<(u8, Option<u64>)> = {
+        let mut stmt = prepare(&db.conn, "SELECT kind, root FROM events WHERE id = ?")?;
+        let mut rows = stmt.query(params![id.0])?;
+        match rows.next()? {
+            Some(r) => Some((r.get(0)?, r.get(1)?)),
+            None => None,
+        }
+    };
+    match row {
+        Some((k, Some(g))) if k == EventType::Post.code() => Ok(Some(g)),
+        Some((k, None)) if k == EventType::Post.code() => {
+            Err(corrupt("stored post without a thread group"))
+        }
+        _ => Ok(None),
+    }
+}
+
+pub(crate) fn thread(db: &Db, id: EventId) -> Res<Thread> {
+    let Some(group) = post_group(db, id)? else {
+        return Ok(Thread::default());
+    };
+    let nodes = reach(db, id, group)?;
+    let (picked, truncated) = pick_thread_nodes(&nodes);
+    let live: Vec<EventId> = picked
+        .iter()
+        .map(|&i| nodes[i])
+        .filter(|n| n.live)
+        .map(|n| n.id)
+        .collect();
+    let loaded = load_ids(db, &live)?;
+    if loaded.len() != live.len() {
+        return Err(corrupt("thread node vanished"));
+    }
+    let mut live_views = views(db, loaded)?.into_iter();
+    let mut out = Vec::with_capacity(picked.len());
+    for i in picked {
+        let n = nodes[i];
+        let entry = if n.live {
+            Entry::Live(
+                live_views
+                    .next()
+                    .ok_or_else(|| corrupt("thread node vanished"))?,
+            )
+        } else {
+            Entry::Deleted(n.id)
+        };
+        out.push(ThreadNode {
+            depth: n.depth,
+            entry,
+        });
+    }
+    Ok(Thread {
+        nodes: out,
+        truncated,
+    })
+}
+
+pub(crate) fn counts(db: &Db, id: EventId) -> Res<Option<Counts>> {
+    let Some(post) = load(db, id)?.filter(|r| !r.deleted && r.ev.kind == EventType::Post) else {
+        return Ok(None);
+    };
+    let group = post
+        .root
+        .ok_or_else(|| corrupt("stored post without a thread group"))?;
+    let reached = reach(db, id, group)?;
+    let mut out = Counts {
+        replies: reached.iter().filter(|n| n.depth == 1 && n.live).count() as u64,
+        thread_size: reached.iter().filter(|n| n.depth > 0 && n.live).count() as u64,
+        edits: if post.edited {
+            edits(db, &post)?.len() as u64
+        } else {
+            0
+        },
+        ..Counts::default()
+    };
+    let mut stmt = prepare(
+        &db.conn,
+        "SELECT reaction, count(DISTINCT author) FROM events \
+         WHERE parent = ? AND kind = 1 AND NOT deleted GROUP BY reaction",
+    )?;
+    let mut rows = stmt.query(params![id.0])?;
+    while let Some(r) = rows.next()? {
+        let n = r.get::<_, i64>(1)? as u64;
+        match r.get::<_, Option<u8>>(0)? {
+            Some(0) => out.likes = n,
+            Some(1) => out.boosts = n,
+            Some(2) => out.bookmarks = n,
+            _ => return Err(corrupt("stored reaction of unknown kind")),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Which topic table a listing reads.
+pub(crate) enum Topic {
+    /// `event_tags`, by tag.
+    Tag(String),
+    /// `event_mentions`, by mentioned DID.
+    Mention(Did),
+}
+
+/// `tag` and `mentions`: live events of a topic (the topic tables hold
+/// live events only), newest first.
+pub(crate) fn topic(
+    db: &Db,
+    topic: &Topic,
+    limit: usize,
+    before: Option<Cursor>,
+) -> Res<Vec<EventView>> {
+    let (ts, id) = cursor_params(before);
+    let found = match topic {
+        Topic::Tag(t) => ids(
+            db,
+            "SELECT id FROM event_tags WHERE tag = ?1 \
+             AND (?2 IS NULL OR (ts, id) < (?2, ?3)) ORDER BY ts DESC, id DESC LIMIT ?4",
+            params![t, ts, id, limit_param(limit)],
+        )?,
+        Topic::Mention(d) => {
+            let Some(n) = did_lookup(db, d)? else {
+                return Ok(Vec::new());
+            };
+            ids(
+                db,
+                "SELECT id FROM event_mentions WHERE did = ?1 \
+                 AND (?2 IS NULL OR (ts, id) < (?2, ?3)) ORDER BY ts DESC, id DESC LIMIT ?4",
+                params![n, ts, id, limit_param(limit)],
+            )?
+        }
+    };
+    listing(db, &found)
+}
+
+pub(crate) fn follows(db: &Db, did: &Did, following: bool) -> Res<Vec<Did>> {
+    let Some(n) = did_lookup(db, did)? else {
+        return Ok(Vec::new());
+    };
+    let sql = if following {
+        "SELECT DISTINCT followee FROM follows WHERE follower = ?"
+    } else {
+        "SELECT DISTINCT follower FROM follows WHERE followee = ?"
+    };
+    let mut stmt = prepare(&db.conn, sql)?;
+    let mut rows = stmt.query(params![n])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(db.dids.did(r.get(0)?)?);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The filter's types as a bit set (bit = type code) for SQL.
+fn type_mask(f: &Filter) -> i64 {
+    match &f.types {
+        None => 0x7f,
+        Some(ts) => ts.iter().fold(0, |m, t| m | (1 << t.code())),
+    }
+}
+
+/// Live events matching `f`, newest first, at most `limit`.
+fn matching(db: &Db, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    if let Some(ids) = &f.ids {
+        for id in ids {
+            out.extend(load(db, *id)?);
+        }
+    } else if let Some(authors) = &f.authors {
+        for a in authors {
+            let Some(n) = did_lookup(db, a)? else {
+                continue;
+            };
+            let mut stmt = prepare(
+                &db.conn,
+                select_ev!(
+                    "WHERE e.author = ? AND NOT e.deleted AND ((? >> e.kind) & 1) = 1 \
+                 AND e.ts >= ? AND e.ts <= ? ORDER BY e.ts DESC, e.id DESC"
+                ),
+            )?;
+            let mut rows = stmt.query(params![
+                n,
+                type_mask(f),
+                f.since.unwrap_or(i64::MIN),
+                f.until.unwrap_or(i64::MAX)
+            ])?;
+            let mut taken = 0;
+            while let Some(row) = rows.next()? {
+                let r = rec(row, &db.dids)?;
+                if filter_matches(f, &r.ev) {
+                    out.push(r);
+                    taken += 1;
+                    if taken == limit {
+                        break;
+                    }
+                }
+            }
+        }
+    } else {
+        for_each_live(db, f, |r| {
+            out.push(r);
+            Ok(out.len() < limit)
+        })?;
+        return Ok(out);
+    }
+    out.retain(|r| !r.deleted && filter_matches(f, &r.ev));
+    out.sort_by_key(|r| std::cmp::Reverse(r.ev.cursor()));
+    out.dedup_by_key(|r| r.seq);
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Streams live events matching `f` newest first to `visit` until it
+/// returns false; types and the time range are filtered in SQL.
+fn for_each_live(db: &Db, f: &Filter, mut visit: impl FnMut(Rec) -> Res<bool>) -> Res<()> {
+    let mut stmt = prepare(
+        &db.conn,
+        select_ev!(
+            "WHERE NOT e.deleted AND ((? >> e.kind) & 1) = 1 AND e.ts >= ? AND e.ts <= ? \
+         ORDER BY e.ts DESC, e.id DESC"
+        ),
+    )?;
+    let mut rows = stmt.query(params![
+        type_mask(f),
+        f.since.unwrap_or(i64::MIN),
+        f.until.unwrap_or(i64::MAX)
+    ])?;
+    while let Some(row) = rows.next()? {
+        let r = rec(row, &db.dids)?;
+        if filter_matches(f, &r.ev) && !visit(r)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn query(db: &Db, f: &Filter) -> Res<Vec<EventView>> {
+    let rs = matching(db, f, f.limit.unwrap_or(usize::MAX))?;
+    views(db, rs)
+}
+
+pub(crate) fn buckets(db: &Db, f: &Filter, width: BucketWidth) -> Res<Vec<Bucket>> {
+    let simple = f.ids.is_none()
+        && f.authors.is_none()
+        && f.tags.is_none()
+        && f.mentions.is_none()
+        && f.parents.is_none();
+    let mut out = Vec::new();
+    if simple {
+        // Activity charts: grouped in DuckDB, over the columns they need.
+        // Buckets floor (also before 1970): start = ts - (ts mod⁺ width).
+        let mut stmt = prepare(
+            &db.conn,
+            "SELECT ts - ((ts % ?1) + ?1) % ?1 AS start, kind, count(*) FROM events \
+             WHERE NOT deleted AND ((?2 >> kind) & 1) = 1 AND ts >= ?3 AND ts <= ?4 \
+             GROUP BY ALL ORDER BY start, kind",
+        )?;
+        let mut rows = stmt.query(params![
+            width.nanos(),
+            type_mask(f),
+            f.since.unwrap_or(i64::MIN),
+            f.until.unwrap_or(i64::MAX)
+        ])?;
+        while let Some(r) = rows.next()? {
+            out.push(Bucket {
+                start: r.get(0)?,
+                kind: EventType::from_code(r.get(1)?)
+                    .ok_or_else(|| corrupt("unknown event type"))?,
+                count: r.get::<_, i64>(2)? as u64,
+            });
+        }
+        return Ok(out);
+    }
+    let mut counts: BTreeMap<(i64, EventType), u64> = BTreeMap::new();
+    for_each_live(db, f, |r| {
+        *counts
+            .entry((width.start_of(r.ev.ts), r.ev.kind))
+            .or_default() += 1;
+        Ok(true)
+    })?;
+    Ok(counts
+        .into_iter()
+        .map(|((start, kind), count)| Bucket { start, kind, count })
+        .collect())
+}
+
+pub(crate) fn stats(db: &Db, file: &Path) -> Res<StoreStats> {
+    let mut s = StoreStats {
+        stored: prepare(&db.conn, "SELECT count(*) FROM events")?
+            .query_row([], |r| r.get::<_, i64>(0))? as u64,
+        ..StoreStats::default()
+    };
+    let mut stmt = prepare(
+        &db.conn,
+        "SELECT kind, count(*) FROM events WHERE NOT deleted GROUP BY kind",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let kind: u8 = r.get(0)?;
+        let slot = s
+            .live
+            .get_mut(kind as usize)
+            .ok_or_else(|| corrupt("unknown event type"))?;
+        *slot = r.get::<_, i64>(1)? as u64;
+    }
+    let wal = file.with_extension("duckdb.wal");
+    for f in [file, wal.as_path()] {
+        s.bytes_on_disk += std::fs::metadata(f).map_or(0, |m| m.len());
+    }
+    Ok(s)
+}
+
+pub(crate) fn export_page(db: &Db, after: i64, n: usize) -> Res<Vec<(i64, FeedEvent)>> {
+    Ok(recs(
+        db,
+        select_ev!("WHERE e.seq > ? ORDER BY e.seq LIMIT ?"),
+        params![after, limit_param(n)],
+    )?
+    .into_iter()
+    .map(|r| (r.seq, r.ev))
+    .collect())
+}
