@@ -13,10 +13,10 @@ use crate::DuckConfig;
 const VERSION: i64 = 1;
 
 /// RFC-0130's `events` and `event_content`, plus what the queries need.
-/// Nothing here is declared a key: DuckDB builds an in-memory ART for every
-/// key, and uniqueness is already decided by the append path (see the crate
-/// README for the measurement). `idx_*` indexes are plain ART indexes for
-/// the point lookups (`id`) and child walks (`parent`).
+/// No keys and no ART indexes: uniqueness is decided by the append path,
+/// lookups scan time-ordered id columns that row-group min/max prunes, and
+/// DuckDB would hold every ART in its memory budget (see the crate README
+/// for the measurements).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k VARCHAR, v BIGINT);
 CREATE TABLE IF NOT EXISTS dids (n INTEGER NOT NULL, did BLOB NOT NULL);
@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS dids (n INTEGER NOT NULL, did BLOB NOT NULL);
 -- `edited` spares the edit lookup for the posts no edit ever targeted.
 -- Thread groups: posts joined by `parent` links share one `root` id (a
 -- reply takes its parent's; a parent arriving after its replies absorbs
--- their groups), so a thread is read with one indexed query.
+-- their groups), so a thread is read with one query.
 CREATE TABLE IF NOT EXISTS events (
     seq     BIGINT   NOT NULL,
     id      UBIGINT  NOT NULL,
@@ -51,10 +51,6 @@ CREATE TABLE IF NOT EXISTS event_tags (tag VARCHAR NOT NULL, ts BIGINT NOT NULL,
 CREATE TABLE IF NOT EXISTS event_mentions (did INTEGER NOT NULL, ts BIGINT NOT NULL, id UBIGINT NOT NULL);
 -- Live follow events as edges.
 CREATE TABLE IF NOT EXISTS follows (follower INTEGER NOT NULL, followee INTEGER NOT NULL, event UBIGINT NOT NULL);
-CREATE INDEX IF NOT EXISTS idx_events_id ON events(id);
-CREATE INDEX IF NOT EXISTS idx_events_parent ON events(parent);
-CREATE INDEX IF NOT EXISTS idx_events_root ON events(root);
-CREATE INDEX IF NOT EXISTS idx_content_id ON event_content(id);
 -- The append path's scratch lists (per connection, never on disk).
 CREATE TEMP TABLE IF NOT EXISTS q_ids (id UBIGINT);
 CREATE TEMP TABLE IF NOT EXISTS q_load (id UBIGINT);

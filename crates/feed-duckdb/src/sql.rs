@@ -64,7 +64,9 @@ fn limit_param(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-/// `(ts, id)` of an exclusive cursor, or `(None, 0)` for none.
+/// `(ts, id)` of an exclusive cursor, or `(None, 0)` for none. Queries
+/// spell `(ts, id) < cursor` out as `ts < ? OR (ts = ? AND id < ?)`, which
+/// DuckDB evaluates without building a row value per row.
 fn cursor_params(before: Option<Cursor>) -> (Option<i64>, u64) {
     match before {
         Some(c) => (Some(c.ts), c.id.0),
@@ -819,8 +821,8 @@ pub(crate) fn timeline(
             db,
             "SELECT e.id FROM events e \
              WHERE e.kind = 0 AND NOT e.deleted AND e.ts >= ?5 \
-             AND (e.author = ?1 OR e.author IN (SELECT followee FROM follows WHERE follower = ?1)) \
-             AND (?2 IS NULL OR (e.ts, e.id) < (?2, ?3)) \
+             AND e.author IN (SELECT followee FROM follows WHERE follower = ?1 UNION ALL SELECT ?1) \
+             AND (?2 IS NULL OR e.ts < ?2 OR (e.ts = ?2 AND e.id < ?3)) \
              ORDER BY e.ts DESC, e.id DESC LIMIT ?4",
             params![me, cts, cid, limit_param(limit), start],
         )?;
@@ -856,7 +858,7 @@ pub(crate) fn author_feed(
 }
 
 /// Every post reachable below `id` (a stored post): its thread group read
-/// with one indexed query, walked here. Only a cycle through `id` can be
+/// with one query, walked here. Only a cycle through `id` can be
 /// reached (each post has one parent), so not re-entering `id` is the
 /// whole cycle guard.
 fn reach(db: &Db, id: EventId, group: u64) -> Res<Vec<ReachedNode>> {
@@ -1024,7 +1026,7 @@ pub(crate) fn topic(
         Topic::Tag(t) => ids(
             db,
             "SELECT id FROM event_tags WHERE tag = ?1 \
-             AND (?2 IS NULL OR (ts, id) < (?2, ?3)) ORDER BY ts DESC, id DESC LIMIT ?4",
+             AND (?2 IS NULL OR ts < ?2 OR (ts = ?2 AND id < ?3)) ORDER BY ts DESC, id DESC LIMIT ?4",
             params![t, ts, id, limit_param(limit)],
         )?,
         Topic::Mention(d) => {
@@ -1034,7 +1036,7 @@ pub(crate) fn topic(
             ids(
                 db,
                 "SELECT id FROM event_mentions WHERE did = ?1 \
-                 AND (?2 IS NULL OR (ts, id) < (?2, ?3)) ORDER BY ts DESC, id DESC LIMIT ?4",
+                 AND (?2 IS NULL OR ts < ?2 OR (ts = ?2 AND id < ?3)) ORDER BY ts DESC, id DESC LIMIT ?4",
                 params![n, ts, id, limit_param(limit)],
             )?
         }
