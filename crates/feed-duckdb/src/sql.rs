@@ -337,26 +337,29 @@ struct Written {
     post_ts: Vec<i64>,
 }
 
-/// What the rules see: stored events the batch names, plus the batch's
-/// accepted events as they go in.
+/// What the rules see: the stored events the batch names (as targets:
+/// type and author), in full those whose id the batch repeats (duplicates
+/// or conflicts), plus the batch's accepted events as they go in.
 struct Known {
-    events: HashMap<EventId, FeedEvent>,
+    targets: HashMap<EventId, TargetRef>,
+    full: HashMap<EventId, FeedEvent>,
     accepted: Vec<(FeedEvent, Option<TargetRef>)>,
 }
 
 impl Admit for Known {
     type Error = DuckError;
     fn existing(&mut self, id: EventId) -> Res<Option<FeedEvent>> {
-        Ok(self.events.get(&id).cloned())
+        Ok(self.full.get(&id).cloned())
     }
     fn exists(&mut self, id: EventId) -> Res<bool> {
-        Ok(self.events.contains_key(&id))
+        Ok(self.targets.contains_key(&id))
     }
     fn target(&mut self, id: EventId) -> Res<Option<TargetRef>> {
-        Ok(self.events.get(&id).map(TargetRef::from))
+        Ok(self.targets.get(&id).copied())
     }
     fn insert(&mut self, ev: FeedEvent, target: Option<TargetRef>) -> Res<()> {
-        self.events.insert(ev.id, ev.clone());
+        self.targets.insert(ev.id, TargetRef::from(&ev));
+        self.full.insert(ev.id, ev.clone());
         self.accepted.push((ev, target));
         Ok(())
     }
@@ -433,24 +436,45 @@ fn append_in(
             }
         }
     }
-    // The stored events the batch names, in full.
+    // The stored events the batch names: type, author and thread group of
+    // each; in full only those the batch repeats.
     let mut known = Known {
-        events: HashMap::new(),
+        targets: HashMap::new(),
+        full: HashMap::new(),
         accepted: Vec::new(),
     };
-    let present: Vec<EventId> = {
+    {
         let mut stmt = prepare(
             c,
-            "SELECT id FROM events WHERE id IN (SELECT id FROM q_ids)",
+            "SELECT id, kind, author, root FROM events WHERE id IN (SELECT id FROM q_ids)",
         )?;
-        let rows = stmt.query_map([], |r| r.get::<_, u64>(0))?;
-        rows.map(|r| r.map(EventId)).collect::<Result<_, _>>()?
-    };
-    for r in load_ids_with(c, dids, &present)? {
-        if let Some(g) = r.root {
-            groups.roots.insert(r.ev.id, g);
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let id = EventId(r.get(0)?);
+            let kind =
+                EventType::from_code(r.get(1)?).ok_or_else(|| corrupt("unknown event type"))?;
+            known.targets.insert(
+                id,
+                TargetRef {
+                    id,
+                    kind,
+                    author: dids.did(r.get(2)?)?,
+                },
+            );
+            if let Some(g) = r.get::<_, Option<u64>>(3)? {
+                groups.roots.insert(id, g);
+            }
         }
-        known.events.insert(r.ev.id, r.ev);
+    }
+    let in_batch: HashSet<EventId> = batch.iter().map(|e| e.id).collect();
+    let repeated: Vec<EventId> = known
+        .targets
+        .keys()
+        .filter(|id| in_batch.contains(id))
+        .copied()
+        .collect();
+    for r in load_ids_with(c, dids, &repeated)? {
+        known.full.insert(r.ev.id, r.ev);
     }
 
     // 2. The rules, in batch order.
@@ -482,7 +506,7 @@ fn append_in(
             .parent
             .filter(|p| {
                 known
-                    .events
+                    .targets
                     .get(p)
                     .is_some_and(|t| t.kind == EventType::Post)
             })
@@ -607,12 +631,29 @@ fn append_in(
             "UPDATE events SET deleted = true WHERE id IN (SELECT id FROM q_ids)",
             [],
         )?;
-        for sql in [
-            "DELETE FROM follows WHERE event IN (SELECT id FROM q_ids)",
-            "DELETE FROM event_tags WHERE id IN (SELECT id FROM q_ids)",
-            "DELETE FROM event_mentions WHERE id IN (SELECT id FROM q_ids)",
-        ] {
-            c.execute(sql, [])?;
+        // Every one was named by a delete in the batch, so its type is
+        // known: the derived tables are touched only when they hold it.
+        let kinds: HashSet<EventType> = newly_deleted
+            .iter()
+            .filter(|id| !batch_ids.contains(id))
+            .flat_map(|id| match known.targets.get(id) {
+                Some(t) => vec![t.kind],
+                None => EventType::ALL.to_vec(),
+            })
+            .collect();
+        if kinds.contains(&EventType::Follow) {
+            c.execute(
+                "DELETE FROM follows WHERE event IN (SELECT id FROM q_ids)",
+                [],
+            )?;
+        }
+        if kinds.iter().any(|k| k.carries_topics()) {
+            for sql in [
+                "DELETE FROM event_tags WHERE id IN (SELECT id FROM q_ids)",
+                "DELETE FROM event_mentions WHERE id IN (SELECT id FROM q_ids)",
+            ] {
+                c.execute(sql, [])?;
+            }
         }
     }
     // Stored thread groups absorbed by the batch's posts.
