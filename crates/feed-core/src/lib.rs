@@ -7,7 +7,8 @@
 //! - [`thread`]: thread shaping shared by backends;
 //! - [`traits`]: [`EventStore`], [`VectorIndex`], [`Embedder`];
 //! - [`memory`], [`memvec`]: in-memory backends;
-//! - [`facade`]: [`FeedStore`], which owns the write path and search.
+//! - [`facade`]: [`FeedStore`], which owns the write path and search;
+//! - [`worker`]: a synchronous engine behind the async [`EventStore`].
 
 pub mod facade;
 pub mod jsonl;
@@ -20,6 +21,7 @@ pub mod synth;
 pub mod thread;
 pub mod traits;
 pub mod validate;
+pub mod worker;
 
 pub use facade::{FeedStore, IngestReport, SearchError, SearchHit, SearchQuery};
 pub use memory::{MemoryEventStore, PlantedBug};

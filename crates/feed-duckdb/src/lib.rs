@@ -12,10 +12,10 @@ mod schema;
 mod sql;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use futures::stream::{self, BoxStream, StreamExt};
+use feed_core::worker::Worker;
+use futures::stream::BoxStream;
 
 use feed_core::{
     AppendStatus, Bucket, BucketWidth, Counts, Cursor, Did, Entry, EventId, EventStore, EventView,
@@ -45,7 +45,7 @@ pub const DB_FILE: &str = "events.duckdb";
 
 /// An [`EventStore`] on DuckDB.
 pub struct DuckEventStore {
-    inner: Arc<Mutex<Option<sql::Db>>>,
+    worker: Worker<sql::Db>,
     dir: PathBuf,
 }
 
@@ -59,7 +59,7 @@ impl DuckEventStore {
         let conn = schema::open(&dir.join(DB_FILE), config)?;
         let db = sql::Db::new(conn).map_err(StoreError::from)?;
         Ok(DuckEventStore {
-            inner: Arc::new(Mutex::new(Some(db))),
+            worker: Worker::new(db),
             dir: dir.to_path_buf(),
         })
     }
@@ -68,42 +68,26 @@ impl DuckEventStore {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
-    /// Runs `f` on the connection off the async threads.
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut sql::Db) -> Result<T, sql::DuckError> + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock cannot leave DuckDB half-way:
-            // an open transaction rolls back when dropped.
-            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-            let i = guard.as_mut().ok_or(StoreError::Closed)?;
-            f(i).map_err(StoreError::from)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
-    }
 }
 
 #[async_trait]
 impl EventStore for DuckEventStore {
     async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
-        self.run(move |i| sql::append(i, batch)).await
+        self.worker.run(move |i| sql::append(i, batch)).await
     }
 
     async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
-        self.run(move |i| sql::get(i, id)).await
+        self.worker.run(move |i| sql::get(i, id)).await
     }
 
     async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
-        self.run(move |i| Ok(sql::load(i, id)?.map(|r| r.ev))).await
+        self.worker
+            .run(move |i| sql::load(i, id).map(|r| r.map(|r| r.ev)))
+            .await
     }
 
     async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
-        self.run(move |i| sql::versions(i, id)).await
+        self.worker.run(move |i| sql::versions(i, id)).await
     }
 
     async fn timeline(
@@ -113,7 +97,8 @@ impl EventStore for DuckEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let did = *did;
-        self.run(move |i| sql::timeline(i, &did, limit, before))
+        self.worker
+            .run(move |i| sql::timeline(i, &did, limit, before))
             .await
     }
 
@@ -125,16 +110,17 @@ impl EventStore for DuckEventStore {
         limit: usize,
     ) -> Result<Vec<EventView>, StoreError> {
         let did = *did;
-        self.run(move |i| sql::author_feed(i, &did, since, until, limit))
+        self.worker
+            .run(move |i| sql::author_feed(i, &did, since, until, limit))
             .await
     }
 
     async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
-        self.run(move |i| sql::thread(i, id)).await
+        self.worker.run(move |i| sql::thread(i, id)).await
     }
 
     async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
-        self.run(move |i| sql::counts(i, id)).await
+        self.worker.run(move |i| sql::counts(i, id)).await
     }
 
     async fn tag(
@@ -144,7 +130,9 @@ impl EventStore for DuckEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let t = sql::Topic::Tag(feed_core::query_tag(tag));
-        self.run(move |i| sql::topic(i, &t, limit, before)).await
+        self.worker
+            .run(move |i| sql::topic(i, &t, limit, before))
+            .await
     }
 
     async fn mentions(
@@ -154,22 +142,24 @@ impl EventStore for DuckEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let t = sql::Topic::Mention(*did);
-        self.run(move |i| sql::topic(i, &t, limit, before)).await
+        self.worker
+            .run(move |i| sql::topic(i, &t, limit, before))
+            .await
     }
 
     async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let did = *did;
-        self.run(move |i| sql::follows(i, &did, true)).await
+        self.worker.run(move |i| sql::follows(i, &did, true)).await
     }
 
     async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let did = *did;
-        self.run(move |i| sql::follows(i, &did, false)).await
+        self.worker.run(move |i| sql::follows(i, &did, false)).await
     }
 
     async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
         let f = filter.clone();
-        self.run(move |i| sql::query(i, &f)).await
+        self.worker.run(move |i| sql::query(i, &f)).await
     }
 
     async fn buckets(
@@ -178,55 +168,38 @@ impl EventStore for DuckEventStore {
         width: BucketWidth,
     ) -> Result<Vec<Bucket>, StoreError> {
         let f = filter.clone();
-        self.run(move |i| sql::buckets(i, &f, width)).await
+        self.worker.run(move |i| sql::buckets(i, &f, width)).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let file = self.dir.join(DB_FILE);
-        self.run(move |i| sql::stats(i, &file)).await
+        self.worker.run(move |i| sql::stats(i, &file)).await
     }
 
     fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>> {
-        // Pages of 512 events by arrival number, so memory stays bounded.
-        stream::unfold(Some(i64::MIN), move |after| async move {
-            let after = after?;
-            let page = self.run(move |i| sql::export_page(i, after, 512)).await;
-            match page {
-                Err(e) => Some((vec![Err(e)], None)),
-                Ok(rows) if rows.is_empty() => None,
-                Ok(rows) => {
-                    let next = rows.last().map(|(seq, _)| *seq);
-                    Some((rows.into_iter().map(|(_, e)| Ok(e)).collect(), next))
-                }
-            }
-        })
-        .flat_map(stream::iter)
-        .boxed()
+        self.worker
+            .export(|i, after, n| sql::export_page(i, after, n))
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
         // Every append commits (WAL synced); a checkpoint folds the WAL
         // into the main file.
-        self.run(|i| {
-            i.conn.execute_batch("CHECKPOINT")?;
-            i.conn.flush_prepared_statement_cache();
-            Ok(())
-        })
-        .await
+        self.worker
+            .run(|i| {
+                i.conn.execute_batch("CHECKPOINT")?;
+                i.conn.flush_prepared_statement_cache();
+                Ok::<_, sql::DuckError>(())
+            })
+            .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(i) = guard.take() {
-                i.conn
+        self.worker
+            .close(|db| {
+                db.conn
                     .close()
-                    .map_err(|(_, e)| StoreError::Backend(e.to_string()))?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
+                    .map_err(|(_, e)| StoreError::Backend(e.to_string()))
+            })
+            .await
     }
 }

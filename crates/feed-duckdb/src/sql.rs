@@ -274,10 +274,6 @@ pub(crate) fn load(db: &Db, id: EventId) -> Res<Option<Rec>> {
     Ok(recs(db, select_ev!("WHERE e.id = ?"), params![id.0])?.pop())
 }
 
-fn did_lookup(db: &Db, did: &Did) -> Res<Option<i32>> {
-    Ok(db.dids.number(did))
-}
-
 fn embedding_blob(e: &Embedding) -> Vec<u8> {
     e.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -843,7 +839,7 @@ pub(crate) fn timeline(
     before: Option<Cursor>,
 ) -> Res<Vec<EventView>> {
     let limit = feed_core::clamp_timeline_limit(limit);
-    let (Some(me), Some((lo, hi))) = (did_lookup(db, did)?, db.post_ts) else {
+    let (Some(me), Some((lo, hi))) = (db.dids.number(did), db.post_ts) else {
         return Ok(Vec::new());
     };
     if limit == 0 {
@@ -881,7 +877,7 @@ pub(crate) fn author_feed(
     until: Option<i64>,
     limit: usize,
 ) -> Res<Vec<EventView>> {
-    let Some(a) = did_lookup(db, did)? else {
+    let Some(a) = db.dids.number(did) else {
         return Ok(Vec::new());
     };
     let found = ids(
@@ -1071,7 +1067,7 @@ pub(crate) fn topic(
             params![t, ts, id, limit_param(limit)],
         )?,
         Topic::Mention(d) => {
-            let Some(n) = did_lookup(db, d)? else {
+            let Some(n) = db.dids.number(d) else {
                 return Ok(Vec::new());
             };
             ids(
@@ -1086,7 +1082,7 @@ pub(crate) fn topic(
 }
 
 pub(crate) fn follows(db: &Db, did: &Did, following: bool) -> Res<Vec<Did>> {
-    let Some(n) = did_lookup(db, did)? else {
+    let Some(n) = db.dids.number(did) else {
         return Ok(Vec::new());
     };
     let sql = if following {
@@ -1124,36 +1120,18 @@ fn matching(db: &Db, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
         }
     } else if let Some(authors) = &f.authors {
         for a in authors {
-            let Some(n) = did_lookup(db, a)? else {
+            let Some(n) = db.dids.number(a) else {
                 continue;
             };
-            let mut stmt = prepare(
-                &db.conn,
-                select_ev!(
-                    "WHERE e.author = ? AND NOT e.deleted AND ((? >> e.kind) & 1) = 1 \
-                 AND e.ts >= ? AND e.ts <= ? ORDER BY e.ts DESC, e.id DESC"
-                ),
-            )?;
-            let mut rows = stmt.query(params![
-                n,
-                type_mask(f),
-                f.since.unwrap_or(i64::MIN),
-                f.until.unwrap_or(i64::MAX)
-            ])?;
             let mut taken = 0;
-            while let Some(row) = rows.next()? {
-                let r = rec(row, &db.dids)?;
-                if filter_matches(f, &r.ev) {
-                    out.push(r);
-                    taken += 1;
-                    if taken == limit {
-                        break;
-                    }
-                }
-            }
+            for_each_live(db, f, Some(n), |r| {
+                out.push(r);
+                taken += 1;
+                Ok(taken < limit)
+            })?;
         }
     } else {
-        for_each_live(db, f, |r| {
+        for_each_live(db, f, None, |r| {
             out.push(r);
             Ok(out.len() < limit)
         })?;
@@ -1166,20 +1144,27 @@ fn matching(db: &Db, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
     Ok(out)
 }
 
-/// Streams live events matching `f` newest first to `visit` until it
-/// returns false; types and the time range are filtered in SQL.
-fn for_each_live(db: &Db, f: &Filter, mut visit: impl FnMut(Rec) -> Res<bool>) -> Res<()> {
+/// Streams live events matching `f` (and by `author`, if given) newest
+/// first to `visit` until it returns false; types, the time range and the
+/// author are filtered in SQL.
+fn for_each_live(
+    db: &Db,
+    f: &Filter,
+    author: Option<i32>,
+    mut visit: impl FnMut(Rec) -> Res<bool>,
+) -> Res<()> {
     let mut stmt = prepare(
         &db.conn,
         select_ev!(
-            "WHERE NOT e.deleted AND ((? >> e.kind) & 1) = 1 AND e.ts >= ? AND e.ts <= ? \
-         ORDER BY e.ts DESC, e.id DESC"
+            "WHERE NOT e.deleted AND ((?1 >> e.kind) & 1) = 1 AND e.ts >= ?2 AND e.ts <= ?3 \
+             AND (?4 IS NULL OR e.author = ?4) ORDER BY e.ts DESC, e.id DESC"
         ),
     )?;
     let mut rows = stmt.query(params![
         type_mask(f),
         f.since.unwrap_or(i64::MIN),
-        f.until.unwrap_or(i64::MAX)
+        f.until.unwrap_or(i64::MAX),
+        author
     ])?;
     while let Some(row) = rows.next()? {
         let r = rec(row, &db.dids)?;
@@ -1228,7 +1213,7 @@ pub(crate) fn buckets(db: &Db, f: &Filter, width: BucketWidth) -> Res<Vec<Bucket
         return Ok(out);
     }
     let mut counts: BTreeMap<(i64, EventType), u64> = BTreeMap::new();
-    for_each_live(db, f, |r| {
+    for_each_live(db, f, None, |r| {
         *counts
             .entry((width.start_of(r.ev.ts), r.ev.kind))
             .or_default() += 1;

@@ -16,10 +16,10 @@ pub use sql::TimelinePlan;
 pub use vectors::{pack_bits, UsearchConfig, UsearchVectorIndex, VECTOR_DB};
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use futures::stream::{self, BoxStream, StreamExt};
+use feed_core::worker::Worker;
+use futures::stream::BoxStream;
 use rusqlite::Connection;
 
 use feed_core::{
@@ -69,7 +69,7 @@ pub const DB_FILE: &str = "events.sqlite";
 
 /// An [`EventStore`] on SQLite.
 pub struct SqliteEventStore {
-    conn: Arc<Mutex<Option<Connection>>>,
+    worker: Worker<Connection>,
     dir: PathBuf,
     timeline: TimelinePlan,
 }
@@ -83,7 +83,7 @@ impl SqliteEventStore {
         })?;
         let conn = schema::open(&dir.join(DB_FILE), config)?;
         Ok(SqliteEventStore {
-            conn: Arc::new(Mutex::new(Some(conn))),
+            worker: Worker::new(conn),
             dir: dir.to_path_buf(),
             timeline: config.timeline,
         })
@@ -93,42 +93,26 @@ impl SqliteEventStore {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
-    /// Runs `f` on the connection off the async threads.
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, sql::LiteError> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock cannot leave SQLite half-way:
-            // an open transaction rolls back when dropped.
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let c = guard.as_mut().ok_or(StoreError::Closed)?;
-            f(c).map_err(StoreError::from)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
-    }
 }
 
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
-        self.run(move |c| sql::append(c, batch)).await
+        self.worker.run(move |c| sql::append(c, batch)).await
     }
 
     async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
-        self.run(move |c| sql::get(c, id)).await
+        self.worker.run(move |c| sql::get(c, id)).await
     }
 
     async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
-        self.run(move |c| Ok(sql::load(c, id)?.map(|r| r.ev))).await
+        self.worker
+            .run(move |c| sql::load(c, id).map(|r| r.map(|r| r.ev)))
+            .await
     }
 
     async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
-        self.run(move |c| sql::versions(c, id)).await
+        self.worker.run(move |c| sql::versions(c, id)).await
     }
 
     async fn timeline(
@@ -138,7 +122,8 @@ impl EventStore for SqliteEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let (did, plan) = (*did, self.timeline);
-        self.run(move |c| sql::timeline(c, &did, limit, before, plan))
+        self.worker
+            .run(move |c| sql::timeline(c, &did, limit, before, plan))
             .await
     }
 
@@ -150,16 +135,17 @@ impl EventStore for SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<EventView>, StoreError> {
         let did = *did;
-        self.run(move |c| sql::author_feed(c, &did, since, until, limit))
+        self.worker
+            .run(move |c| sql::author_feed(c, &did, since, until, limit))
             .await
     }
 
     async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
-        self.run(move |c| sql::thread(c, id)).await
+        self.worker.run(move |c| sql::thread(c, id)).await
     }
 
     async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
-        self.run(move |c| sql::counts(c, id)).await
+        self.worker.run(move |c| sql::counts(c, id)).await
     }
 
     async fn tag(
@@ -169,7 +155,9 @@ impl EventStore for SqliteEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let t = sql::Topic::Tag(feed_core::query_tag(tag));
-        self.run(move |c| sql::topic(c, &t, limit, before)).await
+        self.worker
+            .run(move |c| sql::topic(c, &t, limit, before))
+            .await
     }
 
     async fn mentions(
@@ -179,22 +167,24 @@ impl EventStore for SqliteEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let t = sql::Topic::Mention(*did);
-        self.run(move |c| sql::topic(c, &t, limit, before)).await
+        self.worker
+            .run(move |c| sql::topic(c, &t, limit, before))
+            .await
     }
 
     async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let did = *did;
-        self.run(move |c| sql::follows(c, &did, true)).await
+        self.worker.run(move |c| sql::follows(c, &did, true)).await
     }
 
     async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let did = *did;
-        self.run(move |c| sql::follows(c, &did, false)).await
+        self.worker.run(move |c| sql::follows(c, &did, false)).await
     }
 
     async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
         let f = filter.clone();
-        self.run(move |c| sql::query(c, &f)).await
+        self.worker.run(move |c| sql::query(c, &f)).await
     }
 
     async fn buckets(
@@ -203,53 +193,36 @@ impl EventStore for SqliteEventStore {
         width: BucketWidth,
     ) -> Result<Vec<Bucket>, StoreError> {
         let f = filter.clone();
-        self.run(move |c| sql::buckets(c, &f, width)).await
+        self.worker.run(move |c| sql::buckets(c, &f, width)).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let dir = self.dir.clone();
-        self.run(move |c| sql::stats(c, &dir)).await
+        self.worker.run(move |c| sql::stats(c, &dir)).await
     }
 
     fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>> {
-        // Pages of 512 events by arrival number, so memory stays bounded.
-        stream::unfold(Some(i64::MIN), move |after| async move {
-            let after = after?;
-            let page = self.run(move |c| sql::export_page(c, after, 512)).await;
-            match page {
-                Err(e) => Some((vec![Err(e)], None)),
-                Ok(rows) if rows.is_empty() => None,
-                Ok(rows) => {
-                    let next = rows.last().map(|(seq, _)| *seq);
-                    Some((rows.into_iter().map(|(_, e)| Ok(e)).collect(), next))
-                }
-            }
-        })
-        .flat_map(stream::iter)
-        .boxed()
+        self.worker
+            .export(|c, after, n| sql::export_page(c, after, n))
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
         // Every append commits; with SyncMode::Normal a checkpoint makes the
         // WAL's content part of the main file.
-        self.run(|c| {
-            c.execute_batch("PRAGMA wal_checkpoint(PASSIVE);")?;
-            Ok(())
-        })
-        .await
+        self.worker
+            .run(|c| {
+                c.execute_batch("PRAGMA wal_checkpoint(PASSIVE);")
+                    .map_err(sql::LiteError::from)
+            })
+            .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = guard.take() {
+        self.worker
+            .close(|c| {
                 c.close()
-                    .map_err(|(_, e)| StoreError::Backend(e.to_string()))?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
+                    .map_err(|(_, e)| StoreError::Backend(e.to_string()))
+            })
+            .await
     }
 }

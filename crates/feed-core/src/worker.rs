@@ -1,0 +1,83 @@
+//! Running a synchronous engine (SQLite, DuckDB) behind the async
+//! [`crate::EventStore`]: one connection under a mutex, each call on
+//! Tokio's blocking threads, export read in pages.
+
+use std::sync::{Arc, Mutex};
+
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::model::FeedEvent;
+use crate::traits::StoreError;
+
+/// Events per export page, so an export holds bounded memory.
+const EXPORT_PAGE: usize = 512;
+
+/// An engine shared by an event store's calls; closed once, then every
+/// call fails with [`StoreError::Closed`].
+pub struct Worker<T> {
+    slot: Arc<Mutex<Option<T>>>,
+}
+
+impl<T: Send + 'static> Worker<T> {
+    /// Wraps an open engine.
+    pub fn new(engine: T) -> Worker<T> {
+        Worker {
+            slot: Arc::new(Mutex::new(Some(engine))),
+        }
+    }
+
+    /// Runs `f` on the engine off the async threads.
+    pub async fn run<R, E, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        E: Into<StoreError>,
+        F: FnOnce(&mut T) -> Result<R, E> + Send + 'static,
+    {
+        let slot = self.slot.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave the engine
+            // half-way: an open transaction rolls back when dropped.
+            let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let engine = guard.as_mut().ok_or(StoreError::Closed)?;
+            f(engine).map_err(Into::into)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
+    }
+
+    /// Takes the engine out and closes it with `close`.
+    pub async fn close<F>(&self, close: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(T) -> Result<(), StoreError> + Send + 'static,
+    {
+        let slot = self.slot.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            taken.map_or(Ok(()), close)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
+    }
+
+    /// Every stored event in arrival order: `page(engine, after, n)` gives
+    /// at most `n` `(arrival number, event)` pairs numbered above `after`.
+    pub fn export<E, F>(&self, page: F) -> BoxStream<'_, Result<FeedEvent, StoreError>>
+    where
+        E: Into<StoreError>,
+        F: Fn(&mut T, i64, usize) -> Result<Vec<(i64, FeedEvent)>, E> + Copy + Send + 'static,
+    {
+        stream::unfold(Some(i64::MIN), move |after| async move {
+            let after = after?;
+            match self.run(move |t| page(t, after, EXPORT_PAGE)).await {
+                Err(e) => Some((vec![Err(e)], None)),
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let next = rows.last().map(|(seq, _)| *seq);
+                    Some((rows.into_iter().map(|(_, e)| Ok(e)).collect(), next))
+                }
+            }
+        })
+        .flat_map(stream::iter)
+        .boxed()
+    }
+}
