@@ -161,7 +161,9 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
             None,
         )
     } else {
-        store::open(&a.dir, Some(&a.backend), true)
+        // The stores themselves are measured: posts carry the data set's
+        // vectors or none, and nothing is embedded.
+        store::open(&a.dir, Some(&a.backend), true, store::Embedding::Off)
             .map_err(|e| anyhow!("{e}"))?
             .0
     };
@@ -193,7 +195,8 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    st.flush().await?;
+    // Through the facade: the vector index has caught up when this returns.
+    fs.flush().await?;
     let ingest_secs = started.elapsed().as_secs_f64();
     let ingest_peak = vm_hwm_kib();
     let stats = st.stats().await?;

@@ -233,7 +233,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn open(cli: &Cli, create: bool) -> Result<(store::Store, String), Failure> {
-    store::open(&cli.store, cli.backend.as_deref(), create).map_err(|e| match e {
+    let embedding = store::Embedding::IfInstalled;
+    store::open(&cli.store, cli.backend.as_deref(), create, embedding).map_err(|e| match e {
         store::OpenError::Usage(m) => usage(anyhow!(m)),
         store::OpenError::Store(e) => store_err(e),
     })
@@ -356,6 +357,15 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                 "{}",
                 serde_json::json!({"accepted": report.accepted, "duplicate": report.duplicate, "rejected": report.rejected})
             );
+            // Stored either way; say so when search cannot see all of it yet.
+            let status = st.index_status().await.map_err(se)?;
+            if status.lag > 0 {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"warning": "the vector index is behind; search will not see everything yet",
+                        "index_lag": status.lag, "index_error": status.last_error})
+                );
+            }
             ev.close().await.map_err(se)?;
             return Ok(if report.rejected > 0 { 3 } else { 0 });
         }
@@ -442,10 +452,19 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                 since: *since,
                 until: *until,
             };
-            let hits = st
+            let hits = match st
                 .search(SearchQuery::Text(text.clone()), &filter, *k)
                 .await
-                .map_err(other)?;
+            {
+                Err(feed_core::SearchError::NoEmbedder) if st.index().is_some() => {
+                    let why = store::embedder(store::Embedding::IfInstalled).1;
+                    return Err(other(anyhow!(
+                        "text search is unavailable: no embedder ({})",
+                        why.unwrap_or_default()
+                    )));
+                }
+                r => r.map_err(other)?,
+            };
             for h in hits {
                 line!("{}", hit_line(&h));
             }
@@ -463,6 +482,7 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
         }
         Cmd::Stats => {
             let s = ev.stats().await.map_err(se)?;
+            let status = st.index_status().await.map_err(se)?;
             let live: serde_json::Map<String, serde_json::Value> = EventType::ALL
                 .iter()
                 .map(|t| (t.as_str().to_string(), s.live[t.code() as usize].into()))
@@ -470,7 +490,8 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
             line!(
                 "{}",
                 serde_json::json!({"live": live, "stored": s.stored, "bytes_on_disk": s.bytes_on_disk,
-                    "vector_index": st.index().is_some(), "index_lag": st.index_lag()})
+                    "vector_index": status.configured, "embedder": status.embedder,
+                    "index_lag": status.lag, "index_error": status.last_error})
             );
         }
         Cmd::Gen { .. }

@@ -1,9 +1,10 @@
 //! Opening a store directory with the backend it remembers.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use feed_core::{EventStore, FeedStore, VectorIndex};
+use feed_core::{Embedder, EventStore, FeedStore, VectorIndex};
 
 /// The facade over whichever backend the store uses.
 pub type Store = FeedStore<Box<dyn EventStore>, Box<dyn VectorIndex>>;
@@ -50,6 +51,37 @@ fn read_backend(dir: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// Whether a store gets the local embedder (text search, and vectors for
+/// posts that carry none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Embedding {
+    /// When the model is installed (the `feed` command).
+    IfInstalled,
+    /// Never (benchmarks of the stores themselves).
+    Off,
+}
+
+/// The embedder for a store with a vector index, if compiled in and
+/// installed; otherwise why not, for the message of a text search.
+pub fn embedder(mode: Embedding) -> (Option<Arc<dyn Embedder>>, Option<String>) {
+    if mode == Embedding::Off {
+        return (None, Some("embedding is off".into()));
+    }
+    #[cfg(feature = "embed")]
+    {
+        let cfg = feed_embed::OnnxConfig::from_env();
+        match cfg.check_files() {
+            Ok(()) => (Some(Arc::new(feed_embed::LazyEmbedder::new(cfg))), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    }
+    #[cfg(not(feature = "embed"))]
+    (
+        None,
+        Some("this binary is built without the `embed` feature".into()),
+    )
+}
+
 /// Opens the store in `dir`. With `create`, a missing store is initialised
 /// with `requested` (or the default backend); otherwise it must exist. A
 /// requested backend must match the one the store remembers. Returns the
@@ -58,6 +90,7 @@ pub fn open(
     dir: &Path,
     requested: Option<&str>,
     create: bool,
+    embedding: Embedding,
 ) -> Result<(Store, String), OpenError> {
     let compiled = compiled_backends();
     if let Some(r) = requested {
@@ -99,11 +132,11 @@ pub fn open(
             b
         }
     };
-    let store = open_backend(dir, &backend).map_err(OpenError::Store)?;
+    let store = open_backend(dir, &backend, embedding).map_err(OpenError::Store)?;
     Ok((store, backend))
 }
 
-fn open_backend(dir: &Path, backend: &str) -> anyhow::Result<Store> {
+fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow::Result<Store> {
     match backend {
         #[cfg(feature = "lite")]
         "lite" => {
@@ -126,7 +159,7 @@ fn open_backend(dir: &Path, backend: &str) -> anyhow::Result<Store> {
             Ok(FeedStore::new(
                 Box::new(events),
                 Some(Box::new(vectors)),
-                None,
+                embedder(embedding).0,
             ))
         }
         #[cfg(feature = "reference")]
@@ -137,7 +170,9 @@ fn open_backend(dir: &Path, backend: &str) -> anyhow::Result<Store> {
             )
             .with_context(|| format!("opening the reference store in {}", dir.display()))?;
             // LanceDB (issue 5) is not built yet: no vector index, so search
-            // reports itself unavailable rather than answering from a stand-in.
+            // reports itself unavailable rather than answering from a stand-in
+            // (and an embedder would have nothing to fill).
+            let _ = embedding;
             Ok(FeedStore::new(Box::new(events), None, None))
         }
         other => bail!("backend {other:?} is not compiled into this binary"),

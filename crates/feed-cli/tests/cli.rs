@@ -10,8 +10,13 @@ use feed_core::jsonl::{entry_line, event_line, parse_line, view_line, Extras};
 use feed_core::{EventStore, EventType, FeedEvent, MemoryEventStore};
 
 fn feed(store: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    feed_env(store, args, stdin, &[])
+}
+
+fn feed_env(store: &Path, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_feed"));
     cmd.arg("--store").arg(store).args(args);
+    cmd.envs(env.iter().copied());
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -379,10 +384,20 @@ fn exit_statuses_follow_the_spec() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
-    // Text search without an embedder says so.
-    let o = feed(&store, &["search", "hello"], None);
+    // Text search without an embedder says so, naming what is missing.
+    let o = feed_env(
+        &store,
+        &["search", "hello"],
+        None,
+        &[("FEED_MODEL_DIR", "/nonexistent/minilm")],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("unavailable"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unavailable") && err.contains("/nonexistent/minilm/model.onnx"),
+        "{err}"
+    );
+    assert!(err.contains("scripts/setup.sh"), "{err}");
 }
 
 /// `similar` on the lite profile (SQLite + usearch, answering exactly at
@@ -397,10 +412,12 @@ fn similar_answers_like_the_reference() {
         &data,
         &["--events", "1500", "--seed", "3", "--vectors"],
     );
+    // Without the embedder on both sides: the data set's own vectors only
+    // (with it, posts whose visible version has no vector would get one).
+    let no_model = [("FEED_MODEL_DIR", "/nonexistent/minilm")];
+    let ingest = ["ingest", data.to_str().expect("path")];
     assert_eq!(
-        feed(&store, &["ingest", data.to_str().expect("path")], None)
-            .status
-            .code(),
+        feed_env(&store, &ingest, None, &no_model).status.code(),
         Some(0)
     );
     let rt = rt();
@@ -411,6 +428,7 @@ fn similar_answers_like_the_reference() {
             None,
         );
         fs.append(events.clone()).await.expect("append");
+        fs.flush().await.expect("flush");
         fs
     });
     let posts: Vec<&FeedEvent> = events
@@ -422,7 +440,12 @@ fn similar_answers_like_the_reference() {
     let mut compared = 0;
     for p in posts {
         let want = rt.block_on(reference.similar(p.id, 10));
-        let o = feed(&store, &["similar", &p.id.to_string(), "--k", "10"], None);
+        let o = feed_env(
+            &store,
+            &["similar", &p.id.to_string(), "--k", "10"],
+            None,
+            &no_model,
+        );
         let Ok(want) = want else {
             // Deleted posts have no vector on either side.
             assert_ne!(o.status.code(), Some(0));
@@ -449,4 +472,121 @@ fn similar_answers_like_the_reference() {
         compared += 1;
     }
     assert!(compared >= 10, "only {compared} posts compared");
+}
+
+/// Text search on the lite profile with the local embedder: `ingest`
+/// embeds posts that carry no vector (and edits' new content) before it
+/// returns; `search` finds them by meaning, with the scores an in-memory
+/// store with the same embedder gives; a deleted post is never found.
+#[test]
+fn text_search_finds_posts_by_meaning() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = tmp.path().join("s");
+    let author = feed_core::Did([9; 32]);
+    let texts = [
+        "The cat is sleeping on the warm windowsill.",
+        "Stock markets fell sharply after the rate decision.",
+        "Our football team won the championship final tonight!",
+        "Fresh sourdough bread straight out of the oven.",
+        "Solar panels keep the village clinic running at night.",
+        "A kitten curled up on the sofa and purred.",
+    ];
+    let mut events: Vec<FeedEvent> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            FeedEvent::new(
+                feed_core::EventId(100 + i as u64),
+                EventType::Post,
+                author,
+                1_700_000_000_000_000_000 + i as i64,
+                t,
+            )
+        })
+        .collect();
+    // The bread post becomes about bicycles; the kitten post is deleted.
+    let mut edit = FeedEvent::new(
+        feed_core::EventId(200),
+        EventType::Edit,
+        author,
+        1_700_000_000_100_000_000,
+        "Fixed the chain on my old bicycle today.",
+    );
+    edit.parent = Some(feed_core::EventId(103));
+    let mut delete = FeedEvent::new(
+        feed_core::EventId(201),
+        EventType::Delete,
+        author,
+        1_700_000_000_200_000_000,
+        "",
+    );
+    delete.parent = Some(feed_core::EventId(105));
+    events.extend([edit, delete]);
+    let input: String = events.iter().map(|e| event_line(e) + "\n").collect();
+    let o = feed(&store, &["ingest"], Some(input.as_bytes()));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let top = |q: &str| -> Vec<(u64, f64)> {
+        let o = feed(&store, &["search", q, "--k", "3"], None);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        lines(&o)
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+                (
+                    v["id"].as_u64().expect("id"),
+                    v["score"].as_f64().expect("score"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(top("a cat napping in the sun")[0].0, 100);
+    assert_eq!(top("economy and finance news")[0].0, 101);
+    assert_eq!(top("sports match result")[0].0, 102);
+    assert_eq!(
+        top("repairing a bike")[0].0,
+        103,
+        "the edit's content is indexed"
+    );
+    assert!(
+        top("kitten purring on a couch")
+            .iter()
+            .all(|(id, _)| *id != 105),
+        "a deleted post is never found"
+    );
+    // Same scores as an in-memory store with the same embedder.
+    let rt = rt();
+    let emb = feed_embed::OnnxEmbedder::from_env().expect("the embedder is installed");
+    let got = top("renewable energy for rural health care");
+    let want = rt.block_on(async {
+        let fs = feed_core::FeedStore::new(
+            MemoryEventStore::new(),
+            Some(feed_core::MemoryVectorIndex::new()),
+            Some(std::sync::Arc::new(emb) as std::sync::Arc<dyn feed_core::Embedder>),
+        );
+        fs.append(events.clone()).await.expect("append");
+        fs.flush().await.expect("flush");
+        fs.search(
+            feed_core::SearchQuery::Text("renewable energy for rural health care".into()),
+            &feed_core::VectorFilter::default(),
+            3,
+        )
+        .await
+        .expect("search")
+    });
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got[0].0, 104);
+    for ((gid, gs), w) in got.iter().zip(&want) {
+        assert_eq!(*gid, w.view.event.id.0);
+        assert!((gs - w.score as f64).abs() < 1e-4, "{gs} vs {}", w.score);
+    }
 }

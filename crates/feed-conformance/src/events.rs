@@ -131,7 +131,7 @@ async fn run_scenario<F: StoreFactory>(factory: &F, sc: &Scenario) -> Result<(),
             Op::Resend(p) => real.resend(*p).into_iter().collect(),
             Op::Conflict(p) => real.conflict(*p).into_iter().collect(),
             Op::Reopen => {
-                let (store, index) = fs.into_parts();
+                let (store, index) = fs.into_parts().await.map_err(err("into_parts"))?;
                 let store = factory.reopen(store).await.map_err(err("reopen"))?;
                 fs = FeedStore::new(store, index, None);
                 Vec::new()
@@ -181,7 +181,7 @@ pub(crate) async fn paged<'a>(
 
 const PAGE: usize = 2;
 
-async fn check_all<S: EventStore>(
+async fn check_all<S: EventStore + 'static>(
     fs: &Fs<S>,
     o: &Oracle,
     sc: &Scenario,
@@ -316,7 +316,19 @@ async fn check_all<S: EventStore>(
     check_search(fs, o, sc).await
 }
 
-async fn check_search<S: EventStore>(fs: &Fs<S>, o: &Oracle, sc: &Scenario) -> Result<(), String> {
+async fn check_search<S: EventStore + 'static>(
+    fs: &Fs<S>,
+    o: &Oracle,
+    sc: &Scenario,
+) -> Result<(), String> {
+    // The index may lag the event store (SPEC §4); wait for it.
+    fs.wait_for_index().await.map_err(err("wait_for_index"))?;
+    let status = fs.index_status().await.map_err(err("index_status"))?;
+    same(
+        "index lag after flush".into(),
+        (0, None),
+        (status.lag, status.last_error),
+    )?;
     let rows = o.searchable();
     for &q in &sc.queries {
         let qv = gen::embedding(q);

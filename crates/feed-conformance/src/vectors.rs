@@ -172,6 +172,7 @@ async fn check_search<I: VectorIndex>(
 async fn run_ops<F: IndexFactory>(factory: &F, ops: &[VecOp]) -> Result<(), String> {
     let mut index = factory.create().await.map_err(err("create"))?;
     let mut model = Model::new();
+    let mut checkpoint = 0u64;
     for (step, op) in ops.iter().enumerate() {
         let ctx = |e: String| format!("step {step} ({op:?}): {e}");
         match op {
@@ -193,6 +194,13 @@ async fn run_ops<F: IndexFactory>(factory: &F, ops: &[VecOp]) -> Result<(), Stri
                     .upsert(recs)
                     .await
                     .map_err(err("upsert"))
+                    .map_err(ctx)?;
+                // The write path records how far it got after each write.
+                checkpoint = step as u64 * 1_000 + rows.len() as u64;
+                index
+                    .set_checkpoint(checkpoint)
+                    .await
+                    .map_err(err("set_checkpoint"))
                     .map_err(ctx)?;
             }
             VecOp::Remove(ids) => {
@@ -224,6 +232,14 @@ async fn run_ops<F: IndexFactory>(factory: &F, ops: &[VecOp]) -> Result<(), Stri
         let want: Vec<EventId> = model.keys().copied().collect();
         if ids != want {
             return Err(ctx(format!("ids() {ids:?}, want {want:?}")));
+        }
+        let cp = index
+            .checkpoint()
+            .await
+            .map_err(err("checkpoint"))
+            .map_err(ctx)?;
+        if cp != checkpoint {
+            return Err(ctx(format!("checkpoint() {cp}, want {checkpoint}")));
         }
         let len = index.len().await.map_err(err("len")).map_err(ctx)?;
         if len != model.len() {

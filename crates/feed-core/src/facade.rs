@@ -2,18 +2,32 @@
 //! an optional [`Embedder`]; owns the write path (SPEC §4) and semantic
 //! search (SPEC §5).
 //!
-//! Write path: events go to the event store first (atomic, durable); then
-//! the posts they touch are re-indexed. A failing or missing vector index
-//! never fails a write: the touched posts stay pending, search reports the
-//! lag, and `flush` retries. (The durable outbox and background worker that
-//! survive a crash between the two steps are issue 6; until then
-//! [`FeedStore::reindex_all`] repairs an index after a restart.)
+//! # The write path
+//! `append` writes to the event store only (atomic, durable) and wakes a
+//! background task; the vector index follows asynchronously. The outbox is
+//! the event store's arrival log ([`EventStore::log`]): every accepted event
+//! enters it in the transaction that stores it, and the index keeps a
+//! durable checkpoint ([`VectorIndex::checkpoint`]), the last arrival number
+//! it has applied. Applying a stretch of the log means: find the posts its
+//! events touch (a post itself, an edit's post, a delete's target and, for a
+//! deleted edit, the edit's post), compute each one's vector *as it is now*
+//! (its visible version's embedding, or the embedder's vector of its visible
+//! content), upsert or remove them, and only then advance the checkpoint.
+//! Because vectors are recomputed from the current state, applying a stretch
+//! twice is harmless, so a crash anywhere between the two stores is repaired
+//! on reopen by applying the log from the checkpoint again.
+//!
+//! [`FeedStore::flush`] applies whatever is left and returns once the index
+//! has caught up. An embedder or index that fails never fails a write: the
+//! checkpoint stays where it was, the failure is kept for
+//! [`FeedStore::index_status`], and the next wake-up or flush retries.
 
 use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use futures::StreamExt;
+use tokio::task::JoinHandle;
 
 use crate::jsonl::{parse_line, MAX_LINE_BYTES};
 use crate::model::*;
@@ -74,225 +88,203 @@ pub struct IngestReport {
     pub rejections: Vec<(u64, Option<u64>, Rejection)>,
 }
 
-/// The facade over one event store, vector index and embedder.
-pub struct FeedStore<E, V> {
+/// How far the vector index is behind the event store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexStatus {
+    /// Whether a vector index is configured at all.
+    pub configured: bool,
+    /// Whether an embedder is configured (text search, posts without an
+    /// embedding).
+    pub embedder: bool,
+    /// Stored events the index has not applied yet.
+    pub lag: u64,
+    /// The last failure of the index or the embedder, while it is behind
+    /// because of one.
+    pub last_error: Option<String>,
+}
+
+/// Log entries applied per step (one index write and one checkpoint each).
+const LOG_PAGE: usize = 1_024;
+/// Texts per embedder call.
+const EMBED_BATCH: usize = 32;
+/// Wait before the background task retries after a failure.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What the background task shares with the facade.
+struct Shared<E, V> {
     events: E,
     index: Option<V>,
     embedder: Option<Arc<dyn Embedder>>,
-    /// Posts whose vector must be recomputed.
-    pending: Mutex<BTreeSet<EventId>>,
-    last_index_error: Mutex<Option<String>>,
+    /// One applier at a time (the background task or a flush).
+    applying: tokio::sync::Mutex<()>,
+    wake: tokio::sync::Notify,
+    last_error: Mutex<Option<String>>,
 }
 
-impl<E: EventStore, V: VectorIndex> FeedStore<E, V> {
-    /// Composes the parts; `index` and `embedder` may be absent.
+/// The facade over one event store, vector index and embedder.
+pub struct FeedStore<E, V> {
+    shared: Arc<Shared<E, V>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<E, V> Drop for FeedStore<E, V> {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            // Stopping mid-way loses nothing: the checkpoint only moves after
+            // the index holds what it covers.
+            t.abort();
+        }
+    }
+}
+
+impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
+    /// Composes the parts; `index` and `embedder` may be absent. A store
+    /// whose index is behind (after a crash, or a new index) catches up in
+    /// the background after the first append, or at the first flush.
     pub fn new(events: E, index: Option<V>, embedder: Option<Arc<dyn Embedder>>) -> Self {
         FeedStore {
-            events,
-            index,
-            embedder,
-            pending: Mutex::new(BTreeSet::new()),
-            last_index_error: Mutex::new(None),
+            shared: Arc::new(Shared {
+                events,
+                index,
+                embedder,
+                applying: tokio::sync::Mutex::new(()),
+                wake: tokio::sync::Notify::new(),
+                last_error: Mutex::new(None),
+            }),
+            task: Mutex::new(None),
         }
     }
 
-    /// Takes the facade apart (to reopen the event store, say). Pending
-    /// index work is dropped; [`FeedStore::reindex_all`] redoes it.
-    pub fn into_parts(self) -> (E, Option<V>) {
-        (self.events, self.index)
+    /// Stops the background task and takes the facade apart (to reopen the
+    /// event store, say). Work not yet applied stays in the log; the next
+    /// `FeedStore` over the same parts applies it.
+    pub async fn into_parts(self) -> Result<(E, Option<V>), StoreError> {
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            t.abort();
+            // A cancelled task reports JoinError::Cancelled: expected here.
+            let _ = t.await;
+        }
+        let shared = self.shared.clone();
+        drop(self);
+        let shared = Arc::try_unwrap(shared)
+            .map_err(|_| StoreError::Backend("the store is still in use".into()))?;
+        Ok((shared.events, shared.index))
     }
 
     /// The event store, for every read of SPEC §5 but search.
     pub fn events(&self) -> &E {
-        &self.events
+        &self.shared.events
     }
 
     /// The vector index, if configured.
     pub fn index(&self) -> Option<&V> {
-        self.index.as_ref()
+        self.shared.index.as_ref()
     }
 
-    /// Posts not yet reflected in the vector index.
-    pub fn index_lag(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// The last vector-index failure, if the index is behind because of one.
-    pub fn last_index_error(&self) -> Option<String> {
-        self.last_index_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Appends a batch (SPEC §4), then brings the vector index up to date
-    /// for the posts it touched. Index failures do not fail the append.
-    pub async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
-        let statuses = self.events.append(batch.clone()).await?;
-        if self.index.is_some() {
-            let mut touched = BTreeSet::new();
-            for (ev, st) in batch.iter().zip(&statuses) {
-                if *st == AppendStatus::Accepted {
-                    self.touched_by(ev, &mut touched).await?;
+    /// Whether the index is configured, how far behind it is, and why.
+    pub async fn index_status(&self) -> Result<IndexStatus, StoreError> {
+        let sh = &self.shared;
+        let mut status = IndexStatus {
+            configured: sh.index.is_some(),
+            embedder: sh.embedder.is_some(),
+            lag: 0,
+            last_error: sh.last_error(),
+        };
+        if let Some(index) = &sh.index {
+            let head = sh.events.log_head().await?;
+            match index.checkpoint().await {
+                Ok(c) => status.lag = head.saturating_sub(c),
+                Err(e) => {
+                    status.lag = head;
+                    status.last_error = Some(e.to_string());
                 }
             }
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(touched);
-            self.sync_index().await?;
+        }
+        Ok(status)
+    }
+
+    /// Appends a batch (SPEC §4) and wakes the background indexer. Index
+    /// and embedder failures never fail the append.
+    pub async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+        let statuses = self.shared.events.append(batch).await?;
+        if self.shared.index.is_some() && statuses.contains(&AppendStatus::Accepted) {
+            self.start_task();
+            self.shared.wake.notify_one();
         }
         Ok(statuses)
     }
 
-    /// The posts whose vector an accepted event may change.
-    async fn touched_by(
-        &self,
-        ev: &FeedEvent,
-        out: &mut BTreeSet<EventId>,
-    ) -> Result<(), StoreError> {
-        match ev.kind {
-            EventType::Post => {
-                out.insert(ev.id);
-            }
-            EventType::Edit => out.extend(ev.parent),
-            EventType::Delete => {
-                if let Some(t) = ev.parent {
-                    out.insert(t);
-                    if let Some(target) = self.events.stored(t).await? {
-                        if target.kind == EventType::Edit {
-                            out.extend(target.parent);
-                        }
-                    }
+    /// Starts the background indexer if it is not running and a Tokio
+    /// runtime is at hand (without one, `flush` does the work).
+    fn start_task(&self) {
+        let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        *task = Some(rt.spawn(async move {
+            loop {
+                shared.wake.notified().await;
+                while !shared.catch_up().await {
+                    // Failed (noted in last_error): retry after a pause, or
+                    // sooner if more work arrives.
+                    let _ = tokio::time::timeout(RETRY_AFTER, shared.wake.notified()).await;
                 }
             }
-            _ => {}
+        }));
+    }
+
+    /// Makes the event store durable and waits until the vector index has
+    /// applied every append. If the index or the embedder fails it returns
+    /// anyway, with the failure in [`FeedStore::index_status`]: writes
+    /// never fail because of the index.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.shared.events.flush().await?;
+        self.wait_for_index().await
+    }
+
+    /// Like [`FeedStore::flush`] but leaves the event store as it is (every
+    /// append is durable already; a flush may also compact it): applies
+    /// what the index has not yet and makes the index durable.
+    pub async fn wait_for_index(&self) -> Result<(), StoreError> {
+        let sh = &self.shared;
+        if let Some(index) = &sh.index {
+            if sh.catch_up().await {
+                if let Err(e) = index.flush().await {
+                    sh.note_error(e.to_string());
+                }
+            }
         }
         Ok(())
     }
 
-    /// The vector a post should have in the index now, if any.
-    async fn current_vector(&self, id: EventId) -> Result<Option<VectorRecord>, StoreError> {
-        let Some(Entry::Live(v)) = self.events.get(id).await? else {
-            return Ok(None);
-        };
-        if v.event.kind != EventType::Post {
-            return Ok(None);
-        }
-        let vector = match (v.event.embedding, &self.embedder, &v.event.content) {
-            (Some(e), _, _) => e,
-            (None, Some(emb), Some(text)) => match emb.embed(&[text.as_str()]) {
-                Ok(mut e) if e.len() == 1 => e.remove(0),
-                Ok(_) => return Ok(None),
-                Err(e) => {
-                    self.note_error(e.to_string());
-                    return Ok(None);
-                }
-            },
-            _ => return Ok(None),
-        };
-        Ok(Some(VectorRecord {
-            id,
-            kind: v.event.kind,
-            author: v.event.author,
-            ts: v.event.ts,
-            vector,
-        }))
-    }
-
-    fn note_error(&self, e: String) {
-        *self
-            .last_index_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(e);
-    }
-
-    /// Writes the pending posts' vectors to the index; on an index failure
-    /// they stay pending.
-    async fn sync_index(&self) -> Result<(), StoreError> {
-        let Some(index) = &self.index else {
+    /// Rebuilds the index's view of every stored post: applies the whole
+    /// log again and removes whatever else the index holds.
+    pub async fn reindex_all(&self) -> Result<(), StoreError> {
+        let sh = &self.shared;
+        let Some(index) = &sh.index else {
             return Ok(());
         };
-        let ids: Vec<EventId> = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut upserts = Vec::new();
-        let mut removals = Vec::new();
-        for id in &ids {
-            match self.current_vector(*id).await? {
-                Some(r) => upserts.push(r),
-                None => removals.push(*id),
-            }
-        }
-        let result = async {
-            if !upserts.is_empty() {
-                index.upsert(upserts).await?;
-            }
-            if !removals.is_empty() {
-                index.remove(&removals).await?;
-            }
-            Ok::<(), IndexError>(())
+        let result: Result<(), ApplyError> = async {
+            let _one = sh.applying.lock().await;
+            let held: BTreeSet<EventId> = index.ids().await?.into_iter().collect();
+            sh.apply(index, &held).await??;
+            index.set_checkpoint(0).await?;
+            Ok(())
         }
         .await;
         match result {
-            Ok(()) => {
-                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-                for id in &ids {
-                    pending.remove(id);
-                }
-                *self
-                    .last_index_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
+            Err(ApplyError::Store(e)) => return Err(e),
+            Err(e) => {
+                sh.note_error(e.to_string());
+                return Ok(());
             }
-            Err(e) => self.note_error(e.to_string()),
+            Ok(()) => {}
         }
-        Ok(())
-    }
-
-    /// Waits until the vector index reflects every append, and makes both
-    /// parts durable.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        self.events.flush().await?;
-        self.sync_index().await?;
-        if let Some(index) = &self.index {
-            if let Err(e) = index.flush().await {
-                self.note_error(e.to_string());
-            }
-        }
-        Ok(())
-    }
-
-    /// Rebuilds the index's view of every stored post: upserts the live
-    /// posts with a vector, removes everything else the index holds.
-    pub async fn reindex_all(&self) -> Result<(), StoreError> {
-        let Some(index) = &self.index else {
-            return Ok(());
-        };
-        let mut all = BTreeSet::new();
-        let mut export = self.events.export();
-        while let Some(ev) = export.next().await {
-            let ev = ev?;
-            if ev.kind == EventType::Post {
-                all.insert(ev.id);
-            }
-        }
-        drop(export);
-        match index.ids().await {
-            Ok(ids) => all.extend(ids),
-            Err(e) => self.note_error(e.to_string()),
-        }
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(all);
         self.flush().await
     }
 
@@ -379,12 +371,17 @@ impl<E: EventStore, V: VectorIndex> FeedStore<E, V> {
         filter: &VectorFilter,
         k: usize,
     ) -> Result<Vec<SearchHit>, SearchError> {
-        let index = self.index.as_ref().ok_or(SearchError::NoIndex)?;
+        let index = self.shared.index.as_ref().ok_or(SearchError::NoIndex)?;
         let vector = match query {
             SearchQuery::Vector(v) => v,
             SearchQuery::Text(t) => {
-                let emb = self.embedder.as_ref().ok_or(SearchError::NoEmbedder)?;
-                emb.embed(&[t.as_str()])?
+                let emb = self
+                    .shared
+                    .embedder
+                    .clone()
+                    .ok_or(SearchError::NoEmbedder)?;
+                embed_off_thread(emb, vec![t])
+                    .await?
                     .pop()
                     .ok_or_else(|| EmbedError("embedder returned no vector".into()))?
             }
@@ -395,12 +392,15 @@ impl<E: EventStore, V: VectorIndex> FeedStore<E, V> {
 
     /// Posts most similar to the live post `id` (itself left out).
     pub async fn similar(&self, id: EventId, k: usize) -> Result<Vec<SearchHit>, SearchError> {
-        let index = self.index.as_ref().ok_or(SearchError::NoIndex)?;
-        let vector = self
-            .current_vector(id)
-            .await?
-            .ok_or(SearchError::NoVector(id))?
-            .vector;
+        let sh = &self.shared;
+        let index = sh.index.as_ref().ok_or(SearchError::NoIndex)?;
+        let mut wanted = BTreeSet::new();
+        wanted.insert(id);
+        let vector = match sh.vectors_now(&wanted).await? {
+            Ok((mut up, _)) if up.len() == 1 => up.remove(0).vector,
+            Ok(_) => return Err(SearchError::NoVector(id)),
+            Err(e) => return Err(SearchError::Embed(e)),
+        };
         self.search_vector(
             index,
             &vector,
@@ -432,7 +432,7 @@ impl<E: EventStore, V: VectorIndex> FeedStore<E, V> {
                 if Some(h.id) == exclude {
                     continue;
                 }
-                if let Some(Entry::Live(view)) = self.events.get(h.id).await? {
+                if let Some(Entry::Live(view)) = self.shared.events.get(h.id).await? {
                     if view.event.kind == EventType::Post {
                         out.push(SearchHit {
                             view,
@@ -450,6 +450,195 @@ impl<E: EventStore, V: VectorIndex> FeedStore<E, V> {
             ask = (ask * 4).min(total);
         }
     }
+}
+
+impl<E: EventStore, V: VectorIndex> Shared<E, V> {
+    fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn note_error(&self, e: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+
+    /// Applies the log from the index's checkpoint to its end. True once
+    /// caught up; false after a failure (noted in `last_error`).
+    async fn catch_up(&self) -> bool {
+        let Some(index) = &self.index else {
+            return true;
+        };
+        let _one = self.applying.lock().await;
+        let result: Result<(), ApplyError> = async {
+            let mut at = index.checkpoint().await?;
+            loop {
+                let page = self.events.log(at, LOG_PAGE).await?;
+                let Some(&(last, _)) = page.last() else {
+                    return Ok(());
+                };
+                let mut touched = BTreeSet::new();
+                for (_, ev) in &page {
+                    self.touched_by(ev, &mut touched).await?;
+                }
+                self.apply(index, &touched).await??;
+                index.set_checkpoint(last).await?;
+                at = last;
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                true
+            }
+            Err(e) => {
+                self.note_error(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// The posts whose vector an accepted event may change.
+    async fn touched_by(
+        &self,
+        ev: &FeedEvent,
+        out: &mut BTreeSet<EventId>,
+    ) -> Result<(), StoreError> {
+        match ev.kind {
+            EventType::Post => {
+                out.insert(ev.id);
+            }
+            EventType::Edit => out.extend(ev.parent),
+            EventType::Delete => {
+                if let Some(t) = ev.parent {
+                    out.insert(t);
+                    if let Some(target) = self.events.stored(t).await? {
+                        if target.kind == EventType::Edit {
+                            out.extend(target.parent);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Brings the index in line with the current state of `ids`: upserts
+    /// the vector each live post has now, removes the rest. The outer error
+    /// is the event store's; the inner one the index's or the embedder's.
+    async fn apply(
+        &self,
+        index: &V,
+        ids: &BTreeSet<EventId>,
+    ) -> Result<Result<(), ApplyError>, StoreError> {
+        let (upserts, removals) = match self.vectors_now(ids).await? {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(ApplyError::Embed(e))),
+        };
+        let written = async {
+            if !upserts.is_empty() {
+                index.upsert(upserts).await?;
+            }
+            if !removals.is_empty() {
+                index.remove(&removals).await?;
+            }
+            Ok::<(), IndexError>(())
+        }
+        .await;
+        Ok(written.map_err(ApplyError::Index))
+    }
+
+    /// For each id, the record it should have in the index now, or its
+    /// place among the removals: live posts get their visible version's
+    /// embedding or, with an embedder, the vector of their visible content
+    /// (posts whose content is empty or only whitespace get none).
+    #[allow(clippy::type_complexity)]
+    async fn vectors_now(
+        &self,
+        ids: &BTreeSet<EventId>,
+    ) -> Result<Result<(Vec<VectorRecord>, Vec<EventId>), EmbedError>, StoreError> {
+        let mut records = Vec::new();
+        let mut removals = Vec::new();
+        // Posts to embed: their record but for the vector, and the text.
+        let mut to_embed: Vec<((EventId, EventType, Did, i64), String)> = Vec::new();
+        for &id in ids {
+            let live = match self.events.get(id).await? {
+                Some(Entry::Live(v)) if v.event.kind == EventType::Post => v.event,
+                _ => {
+                    removals.push(id);
+                    continue;
+                }
+            };
+            let meta = (id, live.kind, live.author, live.ts);
+            match (live.embedding, &self.embedder, live.content) {
+                (Some(e), _, _) => records.push(record(meta, e)),
+                (None, Some(_), Some(text)) if !text.trim().is_empty() => {
+                    to_embed.push((meta, text));
+                }
+                _ => removals.push(id),
+            }
+        }
+        if let (false, Some(emb)) = (to_embed.is_empty(), &self.embedder) {
+            for chunk in to_embed.chunks(EMBED_BATCH) {
+                let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
+                let vectors = match embed_off_thread(emb.clone(), texts).await {
+                    Ok(v) if v.len() == chunk.len() => v,
+                    Ok(v) => {
+                        return Ok(Err(EmbedError(format!(
+                            "embedder returned {} vectors for {} texts",
+                            v.len(),
+                            chunk.len()
+                        ))))
+                    }
+                    Err(e) => return Ok(Err(e)),
+                };
+                for ((meta, _), v) in chunk.iter().zip(vectors) {
+                    records.push(record(*meta, v));
+                }
+            }
+        }
+        Ok(Ok((records, removals)))
+    }
+}
+
+fn record(
+    (id, kind, author, ts): (EventId, EventType, Did, i64),
+    vector: Embedding,
+) -> VectorRecord {
+    VectorRecord {
+        id,
+        kind,
+        author,
+        ts,
+        vector,
+    }
+}
+
+/// Why applying the log to the index stopped.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs the (CPU-bound) embedder on Tokio's blocking threads.
+async fn embed_off_thread(
+    emb: Arc<dyn Embedder>,
+    texts: Vec<String>,
+) -> Result<Vec<Embedding>, EmbedError> {
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        emb.embed(&refs)
+    })
+    .await
+    .map_err(|e| EmbedError(format!("embedding thread failed: {e}")))?
 }
 
 /// Reads one line (without its newline) into `buf`, keeping at most

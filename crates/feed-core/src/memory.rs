@@ -581,6 +581,23 @@ impl EventStore for MemoryEventStore {
         stream::iter(all).boxed()
     }
 
+    async fn log(&self, after: u64, limit: usize) -> Result<Vec<(u64, FeedEvent)>, StoreError> {
+        let st = self.read();
+        let start = usize::try_from(after).unwrap_or(usize::MAX);
+        Ok(st
+            .arrival
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(limit)
+            .filter_map(|(i, id)| st.events.get(id).map(|(e, _)| (i as u64 + 1, e.clone())))
+            .collect())
+    }
+
+    async fn log_head(&self) -> Result<u64, StoreError> {
+        Ok(self.read().arrival.len() as u64)
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }

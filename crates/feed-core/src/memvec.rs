@@ -2,6 +2,7 @@
 //! vector index is compared with.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use crate::traits::{Hit, IndexError, SearchMode, VectorFilter, VectorIndex, Vect
 #[derive(Default)]
 pub struct MemoryVectorIndex {
     rows: RwLock<BTreeMap<EventId, VectorRecord>>,
+    checkpoint: AtomicU64,
 }
 
 impl MemoryVectorIndex {
@@ -83,5 +85,14 @@ impl VectorIndex for MemoryVectorIndex {
 
     fn mode(&self) -> SearchMode {
         SearchMode::Exact
+    }
+
+    async fn checkpoint(&self) -> Result<u64, IndexError> {
+        Ok(self.checkpoint.load(Ordering::SeqCst))
+    }
+
+    async fn set_checkpoint(&self, seq: u64) -> Result<(), IndexError> {
+        self.checkpoint.store(seq, Ordering::SeqCst);
+        Ok(())
     }
 }

@@ -12,6 +12,8 @@
 //!   author; the newest by `(ts, id)` gives the post's visible content.
 //! - **newest first**: by `(ts, id)` descending.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
@@ -160,6 +162,17 @@ pub trait EventStore: Send + Sync {
     /// deletes included), in arrival order.
     fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>>;
 
+    /// The arrival log: stored events as accepted, each with its arrival
+    /// number (1 for the first event a store accepted, then increasing, never
+    /// reused, kept across reopens), those numbered above `after`, ascending,
+    /// at most `limit`. The write path's outbox: an event enters the log in
+    /// the transaction that stores it, so the vector index can always
+    /// resume from the last number it applied.
+    async fn log(&self, after: u64, limit: usize) -> Result<Vec<(u64, FeedEvent)>, StoreError>;
+
+    /// The highest arrival number given so far (0 for an empty store).
+    async fn log_head(&self) -> Result<u64, StoreError>;
+
     /// Makes everything appended so far durable (a no-op where `append`
     /// already is).
     async fn flush(&self) -> Result<(), StoreError>;
@@ -266,6 +279,15 @@ pub trait VectorIndex: Send + Sync {
 
     /// How `search` answers now.
     fn mode(&self) -> SearchMode;
+
+    /// The arrival number (see [`EventStore::log`]) up to which the write
+    /// path has applied the event log to this index; 0 when nothing is.
+    async fn checkpoint(&self) -> Result<u64, IndexError>;
+
+    /// Records that the event log is applied up to `seq`. Durable once it
+    /// returns, and never durable before the writes made ahead of it: after
+    /// a crash the index holds at least what its checkpoint says.
+    async fn set_checkpoint(&self, seq: u64) -> Result<(), IndexError>;
 }
 
 /// Turns text into embeddings (the ONNX implementation lives in
@@ -281,117 +303,149 @@ pub trait Embedder: Send + Sync {
 #[error("embedding failed: {0}")]
 pub struct EmbedError(pub String);
 
-/// A boxed store is a store, so callers can pick a backend at run time.
-#[async_trait]
-impl<T: EventStore + ?Sized> EventStore for Box<T> {
-    async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
-        (**self).append(batch).await
-    }
-    async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
-        (**self).get(id).await
-    }
-    async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
-        (**self).stored(id).await
-    }
-    async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
-        (**self).versions(id).await
-    }
-    async fn timeline(
-        &self,
-        did: &Did,
-        limit: usize,
-        before: Option<Cursor>,
-    ) -> Result<Vec<EventView>, StoreError> {
-        (**self).timeline(did, limit, before).await
-    }
-    async fn author_feed(
-        &self,
-        did: &Did,
-        since: Option<i64>,
-        until: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<EventView>, StoreError> {
-        (**self).author_feed(did, since, until, limit).await
-    }
-    async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
-        (**self).thread(id).await
-    }
-    async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
-        (**self).counts(id).await
-    }
-    async fn tag(
-        &self,
-        tag: &str,
-        limit: usize,
-        before: Option<Cursor>,
-    ) -> Result<Vec<EventView>, StoreError> {
-        (**self).tag(tag, limit, before).await
-    }
-    async fn mentions(
-        &self,
-        did: &Did,
-        limit: usize,
-        before: Option<Cursor>,
-    ) -> Result<Vec<EventView>, StoreError> {
-        (**self).mentions(did, limit, before).await
-    }
-    async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
-        (**self).following(did).await
-    }
-    async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
-        (**self).followers(did).await
-    }
-    async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
-        (**self).query(filter).await
-    }
-    async fn buckets(
-        &self,
-        filter: &Filter,
-        width: BucketWidth,
-    ) -> Result<Vec<Bucket>, StoreError> {
-        (**self).buckets(filter, width).await
-    }
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        (**self).stats().await
-    }
-    fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>> {
-        (**self).export()
-    }
-    async fn flush(&self) -> Result<(), StoreError> {
-        (**self).flush().await
-    }
-    async fn close(&self) -> Result<(), StoreError> {
-        (**self).close().await
-    }
+/// Implements [`EventStore`] for a smart pointer by forwarding every call.
+macro_rules! forward_event_store {
+    ($ptr:ident) => {
+        #[async_trait]
+        impl<T: EventStore + ?Sized> EventStore for $ptr<T> {
+            async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+                (**self).append(batch).await
+            }
+            async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
+                (**self).get(id).await
+            }
+            async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
+                (**self).stored(id).await
+            }
+            async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
+                (**self).versions(id).await
+            }
+            async fn timeline(
+                &self,
+                did: &Did,
+                limit: usize,
+                before: Option<Cursor>,
+            ) -> Result<Vec<EventView>, StoreError> {
+                (**self).timeline(did, limit, before).await
+            }
+            async fn author_feed(
+                &self,
+                did: &Did,
+                since: Option<i64>,
+                until: Option<i64>,
+                limit: usize,
+            ) -> Result<Vec<EventView>, StoreError> {
+                (**self).author_feed(did, since, until, limit).await
+            }
+            async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
+                (**self).thread(id).await
+            }
+            async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
+                (**self).counts(id).await
+            }
+            async fn tag(
+                &self,
+                tag: &str,
+                limit: usize,
+                before: Option<Cursor>,
+            ) -> Result<Vec<EventView>, StoreError> {
+                (**self).tag(tag, limit, before).await
+            }
+            async fn mentions(
+                &self,
+                did: &Did,
+                limit: usize,
+                before: Option<Cursor>,
+            ) -> Result<Vec<EventView>, StoreError> {
+                (**self).mentions(did, limit, before).await
+            }
+            async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
+                (**self).following(did).await
+            }
+            async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
+                (**self).followers(did).await
+            }
+            async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
+                (**self).query(filter).await
+            }
+            async fn buckets(
+                &self,
+                filter: &Filter,
+                width: BucketWidth,
+            ) -> Result<Vec<Bucket>, StoreError> {
+                (**self).buckets(filter, width).await
+            }
+            async fn stats(&self) -> Result<StoreStats, StoreError> {
+                (**self).stats().await
+            }
+            fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>> {
+                (**self).export()
+            }
+            async fn log(
+                &self,
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<(u64, FeedEvent)>, StoreError> {
+                (**self).log(after, limit).await
+            }
+            async fn log_head(&self) -> Result<u64, StoreError> {
+                (**self).log_head().await
+            }
+            async fn flush(&self) -> Result<(), StoreError> {
+                (**self).flush().await
+            }
+            async fn close(&self) -> Result<(), StoreError> {
+                (**self).close().await
+            }
+        }
+    };
 }
 
-/// A boxed index is an index.
-#[async_trait]
-impl<T: VectorIndex + ?Sized> VectorIndex for Box<T> {
-    async fn upsert(&self, records: Vec<VectorRecord>) -> Result<(), IndexError> {
-        (**self).upsert(records).await
-    }
-    async fn remove(&self, ids: &[EventId]) -> Result<(), IndexError> {
-        (**self).remove(ids).await
-    }
-    async fn search(
-        &self,
-        query: &Embedding,
-        filter: &VectorFilter,
-        k: usize,
-    ) -> Result<Vec<Hit>, IndexError> {
-        (**self).search(query, filter, k).await
-    }
-    async fn ids(&self) -> Result<Vec<EventId>, IndexError> {
-        (**self).ids().await
-    }
-    async fn len(&self) -> Result<usize, IndexError> {
-        (**self).len().await
-    }
-    async fn flush(&self) -> Result<(), IndexError> {
-        (**self).flush().await
-    }
-    fn mode(&self) -> SearchMode {
-        (**self).mode()
-    }
+// A boxed or shared store is a store, so callers can pick a backend at run
+// time or hand one store to several owners.
+forward_event_store!(Box);
+forward_event_store!(Arc);
+
+/// Implements [`VectorIndex`] for a smart pointer by forwarding every call.
+macro_rules! forward_vector_index {
+    ($ptr:ident) => {
+        #[async_trait]
+        impl<T: VectorIndex + ?Sized> VectorIndex for $ptr<T> {
+            async fn upsert(&self, records: Vec<VectorRecord>) -> Result<(), IndexError> {
+                (**self).upsert(records).await
+            }
+            async fn remove(&self, ids: &[EventId]) -> Result<(), IndexError> {
+                (**self).remove(ids).await
+            }
+            async fn search(
+                &self,
+                query: &Embedding,
+                filter: &VectorFilter,
+                k: usize,
+            ) -> Result<Vec<Hit>, IndexError> {
+                (**self).search(query, filter, k).await
+            }
+            async fn ids(&self) -> Result<Vec<EventId>, IndexError> {
+                (**self).ids().await
+            }
+            async fn len(&self) -> Result<usize, IndexError> {
+                (**self).len().await
+            }
+            async fn flush(&self) -> Result<(), IndexError> {
+                (**self).flush().await
+            }
+            fn mode(&self) -> SearchMode {
+                (**self).mode()
+            }
+            async fn checkpoint(&self) -> Result<u64, IndexError> {
+                (**self).checkpoint().await
+            }
+            async fn set_checkpoint(&self, seq: u64) -> Result<(), IndexError> {
+                (**self).set_checkpoint(seq).await
+            }
+        }
+    };
 }
+
+forward_vector_index!(Box);
+forward_vector_index!(Arc);

@@ -59,6 +59,26 @@ impl<T: Send + 'static> Worker<T> {
         .map_err(|e| StoreError::Backend(format!("worker thread failed: {e}")))?
     }
 
+    /// One page of the arrival log ([`crate::EventStore::log`]), read with
+    /// the same page function as [`Worker::export`].
+    pub async fn log<E, F>(
+        &self,
+        after: u64,
+        limit: usize,
+        page: F,
+    ) -> Result<Vec<(u64, FeedEvent)>, StoreError>
+    where
+        E: Into<StoreError>,
+        F: Fn(&mut T, i64, usize) -> Result<Vec<(i64, FeedEvent)>, E> + Send + 'static,
+    {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = self.run(move |t| page(t, after, limit)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, e)| (u64::try_from(seq).unwrap_or(0), e))
+            .collect())
+    }
+
     /// Every stored event in arrival order: `page(engine, after, n)` gives
     /// at most `n` `(arrival number, event)` pairs numbered above `after`.
     pub fn export<E, F>(&self, page: F) -> BoxStream<'_, Result<FeedEvent, StoreError>>

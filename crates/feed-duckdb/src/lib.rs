@@ -181,6 +181,16 @@ impl EventStore for DuckEventStore {
             .export(|i, after, n| sql::export_page(i, after, n))
     }
 
+    async fn log(&self, after: u64, limit: usize) -> Result<Vec<(u64, FeedEvent)>, StoreError> {
+        self.worker
+            .log(after, limit, |i, after, n| sql::export_page(i, after, n))
+            .await
+    }
+
+    async fn log_head(&self) -> Result<u64, StoreError> {
+        self.worker.run(|i| Ok::<_, StoreError>(i.log_head())).await
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         // Every append commits (WAL synced); a checkpoint folds the WAL
         // into the main file.

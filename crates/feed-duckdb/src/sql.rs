@@ -86,6 +86,11 @@ pub(crate) struct Db {
 }
 
 impl Db {
+    /// The highest arrival number given (0 for an empty store).
+    pub(crate) fn log_head(&self) -> u64 {
+        u64::try_from(self.next_seq - 1).unwrap_or(0)
+    }
+
     /// Reads the counters and the DID dictionary of an opened database.
     pub(crate) fn new(conn: Connection) -> Res<Db> {
         let next_seq: i64 = conn

@@ -206,6 +206,16 @@ impl EventStore for SqliteEventStore {
             .export(|c, after, n| sql::export_page(c, after, n))
     }
 
+    async fn log(&self, after: u64, limit: usize) -> Result<Vec<(u64, FeedEvent)>, StoreError> {
+        self.worker
+            .log(after, limit, |c, after, n| sql::export_page(c, after, n))
+            .await
+    }
+
+    async fn log_head(&self) -> Result<u64, StoreError> {
+        self.worker.run(|c| sql::log_head(c)).await
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         // Every append commits; with SyncMode::Normal a checkpoint makes the
         // WAL's content part of the main file.

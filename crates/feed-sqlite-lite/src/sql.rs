@@ -843,3 +843,11 @@ pub(crate) fn export_page(c: &Connection, after: i64, n: usize) -> Res<Vec<(i64,
     .map(|r| (r.seq, r.ev))
     .collect())
 }
+
+/// The highest arrival number (0 for an empty store).
+pub(crate) fn log_head(c: &Connection) -> Res<u64> {
+    let seq: i64 = c
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
+        .query_row([], |r| r.get(0))?;
+    Ok(u64::try_from(seq).unwrap_or(0))
+}

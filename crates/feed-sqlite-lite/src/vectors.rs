@@ -807,6 +807,20 @@ impl VectorIndex for UsearchVectorIndex {
         .await
     }
 
+    async fn checkpoint(&self) -> Result<u64, IndexError> {
+        self.run(|inner| meta(&inner.conn(), "checkpoint").map(|v| u64::try_from(v).unwrap_or(0)))
+            .await
+    }
+
+    async fn set_checkpoint(&self, seq: u64) -> Result<(), IndexError> {
+        let v = i64::try_from(seq)
+            .map_err(|_| IndexError::Backend(format!("checkpoint {seq} is out of range")))?;
+        // Committed after (and in the same WAL as) every vector written
+        // before it, so it never survives a crash they did not.
+        self.run(move |inner| set_meta(&inner.conn(), "checkpoint", v))
+            .await
+    }
+
     fn mode(&self) -> SearchMode {
         if self.inner.len.load(Ordering::SeqCst) <= self.inner.cfg.exact_max {
             SearchMode::Exact
