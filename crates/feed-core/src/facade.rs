@@ -105,8 +105,8 @@ pub struct IndexStatus {
 
 /// Log entries applied per step (one index write and one checkpoint each).
 const LOG_PAGE: usize = 1_024;
-/// Texts per embedder call.
-const EMBED_BATCH: usize = 32;
+/// Texts per embedder call (an embedder may sort and cut them further).
+const EMBED_BATCH: usize = 256;
 /// Wait before the background task retries after a failure.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 

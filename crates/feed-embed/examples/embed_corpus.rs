@@ -1,0 +1,82 @@
+//! Embeds a corpus and reports throughput and memory: every text of Debian's
+//! `fortunes` (or the non-empty lines of the file given), in calls of 256
+//! texts as the write path makes them.
+//!
+//! `cargo run --release -p feed-embed --example embed_corpus [FILE]`
+
+use std::time::Instant;
+
+use feed_core::Embedder;
+use feed_embed::OnnxEmbedder;
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn fortunes() -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/usr/share/games/fortunes") else {
+        return out;
+    };
+    let mut files: Vec<_> = dir
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_none())
+        .collect();
+    files.sort();
+    for f in files {
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            out.extend(
+                text.split("\n%\n")
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty()),
+            );
+        }
+    }
+    out
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let texts: Vec<String> = match std::env::args().nth(1) {
+        Some(path) => std::fs::read_to_string(path)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => fortunes(),
+    };
+    if texts.is_empty() {
+        return Err("no texts: apt-get install fortunes, or name a file".into());
+    }
+    let before = vm_hwm_kib();
+    let t = Instant::now();
+    let emb = OnnxEmbedder::from_env()?;
+    let loaded = vm_hwm_kib();
+    println!(
+        "opened {emb:?} in {:.2} s: peak RSS {} → {} MiB",
+        t.elapsed().as_secs_f64(),
+        before / 1024,
+        loaded / 1024
+    );
+    let t = Instant::now();
+    let mut n = 0;
+    for chunk in texts.chunks(256) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        n += emb.embed(&refs)?.len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{n} texts ({} bytes on average) in {secs:.1} s: {:.0} texts/s; peak RSS {} MiB",
+        texts.iter().map(String::len).sum::<usize>() / texts.len(),
+        n as f64 / secs,
+        vm_hwm_kib() / 1024
+    );
+    Ok(())
+}
