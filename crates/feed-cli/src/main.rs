@@ -258,6 +258,20 @@ fn open(cli: &Cli, create: bool) -> Result<(store::Store, String), Failure> {
     })
 }
 
+/// A warning on stderr when the vector index has not applied every stored
+/// event (search answers from what it has).
+async fn warn_if_lagging(st: &store::Store) -> Result<(), feed_core::StoreError> {
+    let status = st.index_status().await?;
+    if status.lag > 0 {
+        eprintln!(
+            "{}",
+            serde_json::json!({"warning": "the vector index is behind; search does not see everything yet",
+                "index_lag": status.lag, "index_error": status.last_error})
+        );
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -376,14 +390,7 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                 serde_json::json!({"accepted": report.accepted, "duplicate": report.duplicate, "rejected": report.rejected})
             );
             // Stored either way; say so when search cannot see all of it yet.
-            let status = st.index_status().await.map_err(se)?;
-            if status.lag > 0 {
-                eprintln!(
-                    "{}",
-                    serde_json::json!({"warning": "the vector index is behind; search will not see everything yet",
-                        "index_lag": status.lag, "index_error": status.last_error})
-                );
-            }
+            warn_if_lagging(&st).await.map_err(se)?;
             ev.close().await.map_err(se)?;
             return Ok(if report.rejected > 0 { 3 } else { 0 });
         }
@@ -486,11 +493,13 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
             for h in hits {
                 line!("{}", hit_line(&h));
             }
+            warn_if_lagging(&st).await.map_err(se)?;
         }
         Cmd::Similar { id, k } => {
             for h in st.similar(EventId(*id), *k).await.map_err(other)? {
                 line!("{}", hit_line(&h));
             }
+            warn_if_lagging(&st).await.map_err(se)?;
         }
         Cmd::Export => {
             let mut s = ev.export();

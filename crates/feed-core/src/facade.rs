@@ -229,7 +229,12 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
         *task = Some(rt.spawn(async move {
             loop {
                 shared.wake.notified().await;
-                while !shared.catch_up().await {
+                loop {
+                    match shared.catch_up().await {
+                        Ok(true) => break,
+                        Ok(false) => {}
+                        Err(e) => shared.note_error(e.to_string()),
+                    }
                     // Failed (noted in last_error): retry after a pause, or
                     // sooner if more work arrives.
                     let _ = tokio::time::timeout(RETRY_AFTER, shared.wake.notified()).await;
@@ -249,11 +254,12 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
 
     /// Like [`FeedStore::flush`] but leaves the event store as it is (every
     /// append is durable already; a flush may also compact it): applies
-    /// what the index has not yet and makes the index durable.
+    /// what the index has not yet and makes the index durable. Fails only
+    /// when the event store does.
     pub async fn wait_for_index(&self) -> Result<(), StoreError> {
         let sh = &self.shared;
         if let Some(index) = &sh.index {
-            if sh.catch_up().await {
+            if sh.catch_up().await? {
                 if let Err(e) = index.flush().await {
                     sh.note_error(e.to_string());
                 }
@@ -464,16 +470,20 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     }
 
-    /// Applies the log from the index's checkpoint to its end. True once
-    /// caught up; false after a failure (noted in `last_error`).
-    async fn catch_up(&self) -> bool {
+    /// Applies the log from the index's checkpoint to its end. `Ok(true)`
+    /// once caught up; `Ok(false)` after an index or embedder failure (kept
+    /// in `last_error`); `Err` when the event store itself fails.
+    async fn catch_up(&self) -> Result<bool, StoreError> {
         let Some(index) = &self.index else {
-            return true;
+            return Ok(true);
         };
         let _one = self.applying.lock().await;
         let result: Result<(), ApplyError> = async {
+            // Everything stored before this call; later appends wake the
+            // task again.
+            let head = self.events.log_head().await?;
             let mut at = index.checkpoint().await?;
-            loop {
+            while at < head {
                 let page = self.events.log(at, LOG_PAGE).await?;
                 let Some(&(last, _)) = page.last() else {
                     return Ok(());
@@ -486,16 +496,18 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
                 index.set_checkpoint(last).await?;
                 at = last;
             }
+            Ok(())
         }
         .await;
         match result {
             Ok(()) => {
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                true
+                Ok(true)
             }
+            Err(ApplyError::Store(e)) => Err(e),
             Err(e) => {
                 self.note_error(e.to_string());
-                false
+                Ok(false)
             }
         }
     }
