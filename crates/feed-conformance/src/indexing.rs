@@ -190,7 +190,7 @@ const CHILD_DIR_ENV: &str = "FEED_INDEX_CRASH_CHILD_DIR";
 const BATCHES: usize = 200;
 const PER_BATCH: usize = 16;
 /// Stand-in model cost per text: slow enough that the index lags.
-const EMBED_DELAY: Duration = Duration::from_micros(300);
+const EMBED_DELAY: Duration = Duration::from_millis(1);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
