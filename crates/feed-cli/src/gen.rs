@@ -7,7 +7,6 @@
 //! from Debian's `fortunes` when installed, else from generated sentences.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Arc;
 
 pub use feed_core::rng::Rng;
@@ -136,30 +135,11 @@ fn sentence(rng: &mut Rng) -> String {
     s
 }
 
-/// Short texts from Debian's fortunes, if installed.
+/// Short texts (at most 600 bytes) from Debian's fortunes, if installed.
 pub fn fortunes() -> Vec<String> {
-    let dir = Path::new("/usr/share/games/fortunes");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_none())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        out.extend(
-            text.split("\n%\n")
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty() && t.len() <= 600),
-        );
-    }
-    out
+    let mut texts = feed_core::synth::fortunes();
+    texts.retain(|t| t.len() <= 600);
+    texts
 }
 
 /// Generates the data set, calling `emit` for each event in arrival order.

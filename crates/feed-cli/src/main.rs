@@ -482,7 +482,7 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                 .await
             {
                 Err(feed_core::SearchError::NoEmbedder) if st.index().is_some() => {
-                    let why = store::embedder(store::Embedding::IfInstalled).1;
+                    let why = store::embedder(store::Embedding::IfInstalled).err();
                     return Err(other(anyhow!(
                         "text search is unavailable: no embedder ({})",
                         why.unwrap_or_default()

@@ -63,23 +63,18 @@ pub enum Embedding {
 
 /// The embedder for a store with a vector index, if compiled in and
 /// installed; otherwise why not, for the message of a text search.
-pub fn embedder(mode: Embedding) -> (Option<Arc<dyn Embedder>>, Option<String>) {
+pub fn embedder(mode: Embedding) -> Result<Arc<dyn Embedder>, String> {
     if mode == Embedding::Off {
-        return (None, Some("embedding is off".into()));
+        return Err("embedding is off".into());
     }
     #[cfg(feature = "embed")]
     {
         let cfg = feed_embed::OnnxConfig::from_env();
-        match cfg.check_files() {
-            Ok(()) => (Some(Arc::new(feed_embed::LazyEmbedder::new(cfg))), None),
-            Err(e) => (None, Some(e.to_string())),
-        }
+        cfg.check_files().map_err(|e| e.to_string())?;
+        Ok(Arc::new(feed_embed::LazyEmbedder::new(cfg)))
     }
     #[cfg(not(feature = "embed"))]
-    (
-        None,
-        Some("this binary is built without the `embed` feature".into()),
-    )
+    Err("this binary is built without the `embed` feature".into())
 }
 
 /// Opens the store in `dir`. With `create`, a missing store is initialised
@@ -159,7 +154,7 @@ fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow::Resu
             Ok(FeedStore::new(
                 Box::new(events),
                 Some(Box::new(vectors)),
-                embedder(embedding).0,
+                embedder(embedding).ok(),
             ))
         }
         #[cfg(feature = "reference")]

@@ -505,23 +505,20 @@ fn text_search_finds_posts_by_meaning() {
         })
         .collect();
     // The bread post becomes about bicycles; the kitten post is deleted.
-    let mut edit = FeedEvent::new(
-        feed_core::EventId(200),
-        EventType::Edit,
-        author,
-        1_700_000_000_100_000_000,
-        "Fixed the chain on my old bicycle today.",
-    );
-    edit.parent = Some(feed_core::EventId(103));
-    let mut delete = FeedEvent::new(
-        feed_core::EventId(201),
-        EventType::Delete,
-        author,
-        1_700_000_000_200_000_000,
-        "",
-    );
-    delete.parent = Some(feed_core::EventId(105));
-    events.extend([edit, delete]);
+    let aimed = |id, kind, ts, text: &str, parent| FeedEvent {
+        parent: Some(feed_core::EventId(parent)),
+        ..FeedEvent::new(feed_core::EventId(id), kind, author, ts, text)
+    };
+    events.extend([
+        aimed(
+            200,
+            EventType::Edit,
+            1_700_000_000_100_000_000,
+            "Fixed the chain on my old bicycle today.",
+            103,
+        ),
+        aimed(201, EventType::Delete, 1_700_000_000_200_000_000, "", 105),
+    ]);
     let input: String = events.iter().map(|e| event_line(e) + "\n").collect();
     let o = feed(&store, &["ingest"], Some(input.as_bytes()));
     assert_eq!(

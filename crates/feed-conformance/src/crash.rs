@@ -48,9 +48,21 @@ pub fn crash_workload(seed: u64, batches: usize, per_batch: usize) -> Vec<Vec<Fe
 /// The child's side: append every batch, printing `ack N` after batch N
 /// has been appended (and so, per the contract, is durable).
 pub async fn crash_child<S: EventStore>(store: &S, work: &[Vec<FeedEvent>]) {
+    append_and_ack(work, |b| store.append(b)).await;
+}
+
+/// Appends every batch with `append` (a store's or a facade's), printing
+/// `ack N` on stdout once batch N is appended; exits the process if an
+/// append fails.
+pub async fn append_and_ack<F, Fut, T, E>(work: &[Vec<FeedEvent>], mut append: F)
+where
+    F: FnMut(Vec<FeedEvent>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
     let mut out = std::io::stdout();
     for (i, batch) in work.iter().enumerate() {
-        if let Err(e) = store.append(batch.clone()).await {
+        if let Err(e) = append(batch.clone()).await {
             eprintln!("append failed: {e}");
             std::process::exit(1);
         }

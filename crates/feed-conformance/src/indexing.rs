@@ -9,7 +9,6 @@
 //! mid-way).
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,10 @@ use feed_core::{
 };
 use futures::StreamExt;
 
-use crate::crash::{crash_workload, sigkill_cycles, spawn_test_child, verify_after_crash};
+use crate::crash::{
+    append_and_ack, crash_workload, sigkill_cycles, spawn_test_child, verify_after_crash,
+};
+use crate::events::runtime;
 
 /// A deterministic, non-semantic embedder for tests: each text's vector
 /// is drawn from its BLAKE3 hash, so equal texts get equal vectors and
@@ -192,14 +194,6 @@ const PER_BATCH: usize = 16;
 /// Stand-in model cost per text: slow enough that the index lags.
 const EMBED_DELAY: Duration = Duration::from_millis(1);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
-}
-
 /// What one run of [`IndexCrash::run`] saw.
 #[derive(Clone, Debug, Default)]
 pub struct IndexCrashReport {
@@ -239,15 +233,7 @@ impl<S: EventStore + 'static, V: VectorIndex + 'static> IndexCrash<S, V> {
             let fs = self
                 .facade(Path::new(&dir), EMBED_DELAY)
                 .unwrap_or_else(|e| panic!("opening {dir}: {e}"));
-            let mut out = std::io::stdout();
-            for (i, batch) in work.iter().enumerate() {
-                if let Err(e) = fs.append(batch.clone()).await {
-                    eprintln!("append failed: {e}");
-                    std::process::exit(1);
-                }
-                let _ = writeln!(out, "ack {i}");
-                let _ = out.flush();
-            }
+            append_and_ack(&work, |b| fs.append(b)).await;
             // Let the indexer run until the parent kills us.
             tokio::time::sleep(Duration::from_secs(600)).await;
         });

@@ -275,23 +275,18 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
         let Some(index) = &sh.index else {
             return Ok(());
         };
-        let result: Result<(), ApplyError> = async {
+        let result = async {
             let _one = sh.applying.lock().await;
             let held: BTreeSet<EventId> = index.ids().await?.into_iter().collect();
-            sh.apply(index, &held).await??;
+            sh.apply(index, &held).await?;
             index.set_checkpoint(0).await?;
             Ok(())
         }
         .await;
-        match result {
-            Err(ApplyError::Store(e)) => return Err(e),
-            Err(e) => {
-                sh.note_error(e.to_string());
-                return Ok(());
-            }
-            Ok(()) => {}
+        if sh.settle(result)? {
+            self.flush().await?;
         }
-        self.flush().await
+        Ok(())
     }
 
     /// Reads JSON Lines from `reader` and appends them in batches of
@@ -402,10 +397,10 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
         let index = sh.index.as_ref().ok_or(SearchError::NoIndex)?;
         let mut wanted = BTreeSet::new();
         wanted.insert(id);
-        let vector = match sh.vectors_now(&wanted).await? {
-            Ok((mut up, _)) if up.len() == 1 => up.remove(0).vector,
-            Ok(_) => return Err(SearchError::NoVector(id)),
-            Err(e) => return Err(SearchError::Embed(e)),
+        let (mut up, _) = sh.vectors_now(&wanted).await?;
+        let vector = match up.pop() {
+            Some(r) if up.is_empty() => r.vector,
+            _ => return Err(SearchError::NoVector(id)),
         };
         self.search_vector(
             index,
@@ -470,15 +465,14 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     }
 
-    /// Applies the log from the index's checkpoint to its end. `Ok(true)`
-    /// once caught up; `Ok(false)` after an index or embedder failure (kept
-    /// in `last_error`); `Err` when the event store itself fails.
+    /// Applies the log from the index's checkpoint to its end; the outcome
+    /// as [`Shared::settle`] gives it.
     async fn catch_up(&self) -> Result<bool, StoreError> {
         let Some(index) = &self.index else {
             return Ok(true);
         };
         let _one = self.applying.lock().await;
-        let result: Result<(), ApplyError> = async {
+        let result = async {
             // Everything stored before this call; later appends wake the
             // task again.
             let head = self.events.log_head().await?;
@@ -492,24 +486,28 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
                 for (_, ev) in &page {
                     self.touched_by(ev, &mut touched).await?;
                 }
-                self.apply(index, &touched).await??;
+                self.apply(index, &touched).await?;
                 index.set_checkpoint(last).await?;
                 at = last;
             }
             Ok(())
         }
         .await;
-        match result {
-            Ok(()) => {
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                Ok(true)
-            }
-            Err(ApplyError::Store(e)) => Err(e),
-            Err(e) => {
-                self.note_error(e.to_string());
-                Ok(false)
-            }
-        }
+        self.settle(result)
+    }
+
+    /// The outcome of a pass over the index: `Ok(true)` when it succeeded
+    /// (any earlier failure is forgotten), `Ok(false)` when the index or
+    /// the embedder failed (kept in `last_error`), `Err` when the event
+    /// store did.
+    fn settle(&self, result: Result<(), ApplyError>) -> Result<bool, StoreError> {
+        let (outcome, error) = match result {
+            Ok(()) => (Ok(true), None),
+            Err(ApplyError::Store(e)) => return Err(e),
+            Err(e) => (Ok(false), Some(e.to_string())),
+        };
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+        outcome
     }
 
     /// The posts whose vector an accepted event may change.
@@ -539,39 +537,26 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
     }
 
     /// Brings the index in line with the current state of `ids`: upserts
-    /// the vector each live post has now, removes the rest. The outer error
-    /// is the event store's; the inner one the index's or the embedder's.
-    async fn apply(
-        &self,
-        index: &V,
-        ids: &BTreeSet<EventId>,
-    ) -> Result<Result<(), ApplyError>, StoreError> {
-        let (upserts, removals) = match self.vectors_now(ids).await? {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(ApplyError::Embed(e))),
-        };
-        let written = async {
-            if !upserts.is_empty() {
-                index.upsert(upserts).await?;
-            }
-            if !removals.is_empty() {
-                index.remove(&removals).await?;
-            }
-            Ok::<(), IndexError>(())
+    /// the vector each live post has now, removes the rest.
+    async fn apply(&self, index: &V, ids: &BTreeSet<EventId>) -> Result<(), ApplyError> {
+        let (upserts, removals) = self.vectors_now(ids).await?;
+        if !upserts.is_empty() {
+            index.upsert(upserts).await?;
         }
-        .await;
-        Ok(written.map_err(ApplyError::Index))
+        if !removals.is_empty() {
+            index.remove(&removals).await?;
+        }
+        Ok(())
     }
 
     /// For each id, the record it should have in the index now, or its
     /// place among the removals: live posts get their visible version's
     /// embedding or, with an embedder, the vector of their visible content
     /// (posts whose content is empty or only whitespace get none).
-    #[allow(clippy::type_complexity)]
     async fn vectors_now(
         &self,
         ids: &BTreeSet<EventId>,
-    ) -> Result<Result<(Vec<VectorRecord>, Vec<EventId>), EmbedError>, StoreError> {
+    ) -> Result<(Vec<VectorRecord>, Vec<EventId>), ApplyError> {
         let mut records = Vec::new();
         let mut removals = Vec::new();
         // Posts to embed: their record but for the vector, and the text.
@@ -596,23 +581,20 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
         if let (false, Some(emb)) = (to_embed.is_empty(), &self.embedder) {
             for chunk in to_embed.chunks(EMBED_BATCH) {
                 let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
-                let vectors = match embed_off_thread(emb.clone(), texts).await {
-                    Ok(v) if v.len() == chunk.len() => v,
-                    Ok(v) => {
-                        return Ok(Err(EmbedError(format!(
-                            "embedder returned {} vectors for {} texts",
-                            v.len(),
-                            chunk.len()
-                        ))))
-                    }
-                    Err(e) => return Ok(Err(e)),
-                };
+                let vectors = embed_off_thread(emb.clone(), texts).await?;
+                if vectors.len() != chunk.len() {
+                    return Err(ApplyError::Embed(EmbedError(format!(
+                        "embedder returned {} vectors for {} texts",
+                        vectors.len(),
+                        chunk.len()
+                    ))));
+                }
                 for ((meta, _), v) in chunk.iter().zip(vectors) {
                     records.push(record(*meta, v));
                 }
             }
         }
-        Ok(Ok((records, removals)))
+        Ok((records, removals))
     }
 }
 
@@ -638,6 +620,16 @@ enum ApplyError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<ApplyError> for SearchError {
+    fn from(e: ApplyError) -> SearchError {
+        match e {
+            ApplyError::Index(e) => SearchError::Index(e),
+            ApplyError::Embed(e) => SearchError::Embed(e),
+            ApplyError::Store(e) => SearchError::Store(e),
+        }
+    }
 }
 
 /// Runs the (CPU-bound) embedder on Tokio's blocking threads.

@@ -1,5 +1,5 @@
 //! Synthetic vectors shaped like sentence embeddings, for benchmarks and
-//! recall checks.
+//! recall checks; and real short texts ([`fortunes`]) for data sets.
 
 use crate::model::{Embedding, EMBEDDING_DIM};
 use crate::rng::Rng;
@@ -53,4 +53,30 @@ impl EmbeddingLike {
         }
         Embedding::new(v).unwrap_or_else(|_| unreachable!("finite, not all zero"))
     }
+}
+
+/// Every text of Debian's `fortunes` packages (`/usr/share/games/fortunes`),
+/// trimmed, in file order; empty when they are not installed.
+pub fn fortunes() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/usr/share/games/fortunes") else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_none())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        out.extend(
+            text.split("\n%\n")
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
+        );
+    }
+    out
 }

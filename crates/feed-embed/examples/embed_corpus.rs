@@ -20,29 +20,6 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn fortunes() -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/usr/share/games/fortunes") else {
-        return out;
-    };
-    let mut files: Vec<_> = dir
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_none())
-        .collect();
-    files.sort();
-    for f in files {
-        if let Ok(text) = std::fs::read_to_string(&f) {
-            out.extend(
-                text.split("\n%\n")
-                    .map(|t| t.trim().to_string())
-                    .filter(|t| !t.is_empty()),
-            );
-        }
-    }
-    out
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let texts: Vec<String> = match std::env::args().nth(1) {
         Some(path) => std::fs::read_to_string(path)?
@@ -50,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter(|l| !l.trim().is_empty())
             .map(str::to_owned)
             .collect(),
-        None => fortunes(),
+        None => feed_core::synth::fortunes(),
     };
     if texts.is_empty() {
         return Err("no texts: apt-get install fortunes, or name a file".into());

@@ -171,9 +171,9 @@ fn open_session(env: &ort::environment::Environment, model: &Path) -> Result<Ses
         path: model.to_path_buf(),
         message,
     };
-    // No arena: with inputs of every length, ONNX Runtime's CPU arena keeps
-    // growing (1.1 GB resident after 9,500 fortunes); without it memory
-    // goes back after each run.
+    // No arena and no memory patterns: with inputs of every length they
+    // keep buffers sized for the largest run seen; without them a run's
+    // buffers are freed after it.
     let cpu = ort::ep::CPU::default().with_arena_allocator(false).build();
     Session::builder(env)
         .map_err(|e| model_err(e.to_string()))?
