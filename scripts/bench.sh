@@ -8,4 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/feed/target}"
 scripts/setup.sh
-cargo run --release --locked -p feed-cli --bin feed -- bench "$@"
+# The same package set as `cargo run --release -p feed-cli -p feed-lance
+# --example lance_bench`, so both share one release build of LanceDB.
+cargo build --release --locked -p feed-cli -p feed-lance --bins --examples
+"$CARGO_TARGET_DIR/release/feed" bench "$@"

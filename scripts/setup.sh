@@ -19,6 +19,20 @@ if ! need cargo; then
   exit 1
 fi
 
+# protoc: lancedb's build compiles protobuf definitions (Debian
+# protobuf-compiler).
+if ! need protoc; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if ! need apt-get; then
+    echo "setup: protoc is missing; install protobuf-compiler" >&2
+    exit 1
+  fi
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+  echo "setup: protoc installed ($(protoc --version))"
+fi
+
 sha_ok() { [ -f "$1" ] && echo "$2  $1" | sha256sum --check --status; }
 
 # DuckDB 1.5.6: the official libduckdb.so from its npm registry package, so

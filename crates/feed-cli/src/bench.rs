@@ -164,6 +164,7 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         // The stores themselves are measured: posts carry the data set's
         // vectors or none, and nothing is embedded.
         store::open(&a.dir, Some(&a.backend), true, store::Embedding::Off)
+            .await
             .map_err(|e| anyhow!("{e}"))?
             .0
     };

@@ -250,12 +250,14 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-fn open(cli: &Cli, create: bool) -> Result<(store::Store, String), Failure> {
+async fn open(cli: &Cli, create: bool) -> Result<(store::Store, String), Failure> {
     let embedding = store::Embedding::IfInstalled;
-    store::open(&cli.store, cli.backend.as_deref(), create, embedding).map_err(|e| match e {
-        store::OpenError::Usage(m) => usage(anyhow!(m)),
-        store::OpenError::Store(e) => store_err(e),
-    })
+    store::open(&cli.store, cli.backend.as_deref(), create, embedding)
+        .await
+        .map_err(|e| match e {
+            store::OpenError::Usage(m) => usage(anyhow!(m)),
+            store::OpenError::Store(e) => store_err(e),
+        })
 }
 
 /// A warning on stderr when the vector index has not applied every stored
@@ -333,7 +335,7 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
         _ => {}
     }
     let create = matches!(cli.cmd, Cmd::Init | Cmd::Ingest { .. });
-    let (st, backend) = open(cli, create)?;
+    let (st, backend) = open(cli, create).await?;
     let ev = st.events();
     let se = store_err;
     // The listings: newest-first live events, one line each.

@@ -81,7 +81,7 @@ pub fn embedder(mode: Embedding) -> Result<Arc<dyn Embedder>, String> {
 /// with `requested` (or the default backend); otherwise it must exist. A
 /// requested backend must match the one the store remembers. Returns the
 /// store and its backend's name.
-pub fn open(
+pub async fn open(
     dir: &Path,
     requested: Option<&str>,
     create: bool,
@@ -127,11 +127,13 @@ pub fn open(
             b
         }
     };
-    let store = open_backend(dir, &backend, embedding).map_err(OpenError::Store)?;
+    let store = open_backend(dir, &backend, embedding)
+        .await
+        .map_err(OpenError::Store)?;
     Ok((store, backend))
 }
 
-fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow::Result<Store> {
+async fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow::Result<Store> {
     match backend {
         #[cfg(feature = "lite")]
         "lite" => {
@@ -164,11 +166,17 @@ fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow::Resu
                 &feed_duckdb::DuckConfig::default(),
             )
             .with_context(|| format!("opening the reference store in {}", dir.display()))?;
-            // LanceDB (issue 5) is not built yet: no vector index, so search
-            // reports itself unavailable rather than answering from a stand-in
-            // (and an embedder would have nothing to fill).
-            let _ = embedding;
-            Ok(FeedStore::new(Box::new(events), None, None))
+            let vectors = feed_lance::LanceVectorIndex::open(
+                &dir.join("reference").join("vectors"),
+                feed_lance::LanceConfig::default(),
+            )
+            .await
+            .with_context(|| format!("opening the reference vector index in {}", dir.display()))?;
+            Ok(FeedStore::new(
+                Box::new(events),
+                Some(Box::new(vectors)),
+                embedder(embedding).ok(),
+            ))
         }
         other => bail!("backend {other:?} is not compiled into this binary"),
     }

@@ -98,12 +98,6 @@ fn every_command_answers_like_a_replay(backend: &str) {
         meta.contains(&format!("\"backend\":\"{backend}\"")),
         "{meta}"
     );
-    if backend == "reference" {
-        // No vector index on this profile yet (LanceDB): search says so.
-        let o = feed(&store, &["similar", &events[0].id.to_string()], None);
-        assert_eq!(o.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("unavailable"));
-    }
     assert_eq!(i.status.code(), Some(0));
     assert_eq!(
         stdout(&i).trim(),
@@ -403,7 +397,17 @@ fn exit_statuses_follow_the_spec() {
 /// `similar` on the lite profile (SQLite + usearch, answering exactly at
 /// this size) gives the reference's neighbours, order and scores.
 #[test]
-fn similar_answers_like_the_reference() {
+fn similar_answers_like_the_reference_on_lite() {
+    similar_answers_like_the_reference("lite");
+}
+
+/// … and on the reference profile (DuckDB + LanceDB, flat at this size).
+#[test]
+fn similar_answers_like_the_reference_on_reference() {
+    similar_answers_like_the_reference("reference");
+}
+
+fn similar_answers_like_the_reference(backend: &str) {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data.jsonl");
     let store = tmp.path().join("store");
@@ -415,7 +419,7 @@ fn similar_answers_like_the_reference() {
     // Without the embedder on both sides: the data set's own vectors only
     // (with it, posts whose visible version has no vector would get one).
     let no_model = [("FEED_MODEL_DIR", "/nonexistent/minilm")];
-    let ingest = ["ingest", data.to_str().expect("path")];
+    let ingest = ["--backend", backend, "ingest", data.to_str().expect("path")];
     assert_eq!(
         feed_env(&store, &ingest, None, &no_model).status.code(),
         Some(0)

@@ -17,6 +17,7 @@ use feed_core::{
     ContentHash, EmbedError, Embedder, Embedding, Entry, EventId, EventStore, EventType, FeedEvent,
     FeedStore, VectorFilter, VectorIndex, EMBEDDING_DIM,
 };
+use futures::future::BoxFuture;
 use futures::StreamExt;
 
 use crate::crash::{
@@ -174,7 +175,7 @@ pub fn index_workload(seed: u64, batches: usize, per_batch: usize) -> Vec<Vec<Fe
 }
 
 /// Opens (creating) an event store and its vector index in a directory.
-pub type PairOpener<S, V> = fn(&Path) -> Result<(S, V), String>;
+pub type PairOpener<S, V> = fn(&Path) -> BoxFuture<'_, Result<(S, V), String>>;
 
 /// The SIGKILL test of a (store, index) pair while the background indexer
 /// works, both halves; see [`crate::StandardCrash`] for the layout of the
@@ -213,8 +214,8 @@ impl<S: EventStore + 'static, V: VectorIndex + 'static> IndexCrash<S, V> {
         index_workload(self.seed, BATCHES, PER_BATCH)
     }
 
-    fn facade(&self, dir: &Path, delay: Duration) -> Result<FeedStore<S, V>, String> {
-        let (s, v) = (self.open)(dir)?;
+    async fn facade(&self, dir: &Path, delay: Duration) -> Result<FeedStore<S, V>, String> {
+        let (s, v) = (self.open)(dir).await?;
         Ok(FeedStore::new(
             s,
             Some(v),
@@ -232,6 +233,7 @@ impl<S: EventStore + 'static, V: VectorIndex + 'static> IndexCrash<S, V> {
         runtime().block_on(async {
             let fs = self
                 .facade(Path::new(&dir), EMBED_DELAY)
+                .await
                 .unwrap_or_else(|e| panic!("opening {dir}: {e}"));
             append_and_ack(&work, |b| fs.append(b)).await;
             // Let the indexer run until the parent kills us.
@@ -258,7 +260,7 @@ impl<S: EventStore + 'static, V: VectorIndex + 'static> IndexCrash<S, V> {
             |dir| spawn_test_child(self.child_test, CHILD_DIR_ENV, dir),
             |dir, acked| {
                 rt.block_on(async {
-                    let fs = self.facade(dir, Duration::ZERO)?;
+                    let fs = self.facade(dir, Duration::ZERO).await?;
                     let survived = verify_after_crash(fs.events(), &work, acked).await?;
                     let lag = fs.index_status().await.map_err(|e| e.to_string())?.lag;
                     fs.flush().await.map_err(|e| e.to_string())?;

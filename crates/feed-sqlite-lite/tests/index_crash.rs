@@ -12,16 +12,18 @@ const CRASH: IndexCrash<SqliteEventStore, UsearchVectorIndex> = IndexCrash {
     seed: 20_261_129,
     child_test: "index_crash_child_process",
     open: |dir| {
-        let events =
-            SqliteEventStore::open(dir, &SqliteConfig::default()).map_err(|e| e.to_string())?;
-        // A small merge threshold so that kills also land during merges.
-        let cfg = UsearchConfig {
-            merge_min: 256,
-            ..UsearchConfig::default()
-        };
-        let index =
-            UsearchVectorIndex::open(&dir.join("vectors"), cfg).map_err(|e| e.to_string())?;
-        Ok((events, index))
+        Box::pin(async move {
+            let events =
+                SqliteEventStore::open(dir, &SqliteConfig::default()).map_err(|e| e.to_string())?;
+            // A small merge threshold so that kills also land during merges.
+            let cfg = UsearchConfig {
+                merge_min: 256,
+                ..UsearchConfig::default()
+            };
+            let index =
+                UsearchVectorIndex::open(&dir.join("vectors"), cfg).map_err(|e| e.to_string())?;
+            Ok((events, index))
+        })
     },
 };
 

@@ -1,0 +1,746 @@
+//! [`LanceVectorIndex`]: the reference profile's [`VectorIndex`], on LanceDB.
+//!
+//! Layout in the index directory:
+//! - `posts.lance` — one Lance table: `id` (u64), `event_type` and `author`
+//!   (strings), `ts` (i64) and `vector` (384 × f32, unit length);
+//! - `checkpoint` — the write path's checkpoint, a decimal number, replaced
+//!   atomically (write, fsync, rename, fsync the directory).
+//!
+//! Writes: a batch whose ids are all new is appended; otherwise it goes
+//! through `merge_insert` on `id` (upsert). Removes are a `delete` with a
+//! typed `id IN (…)` expression. Filters are typed DataFusion expressions,
+//! never strings with values in them.
+//!
+//! Search: cosine distance throughout. Until an ANN index exists every
+//! search is a flat (exact) scan with the filter applied first. Once the
+//! table holds `index_min_rows` rows, maintenance trains an IVF_HNSW_SQ
+//! index (see [`LanceConfig`] for why) and scalar indexes on `event_type`,
+//! `author`, `ts` and `id`; later maintenance folds new rows into them.
+//! A filter that lets at most `exact_max` rows through is still answered
+//! by a flat scan of those rows. Every hit is rescored from its stored
+//! vector with [`feed_core::dot`] and ranked by score, then id, so scores
+//! equal the reference computation's whichever way the candidates came.
+//!
+//! Maintenance (compact small files, fold new rows into the indexes, prune
+//! old versions) runs inside the write that reaches `optimize_writes`
+//! writes since the last run, or the first write after `optimize_age`.
+//!
+//! Durability: Lance does not fsync local files, so [`VectorIndex::flush`]
+//! and [`VectorIndex::set_checkpoint`] fsync every file and directory of
+//! the table before returning (the checkpoint file last): after a crash or
+//! power cut the index holds at least what its checkpoint says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use lancedb::arrow::arrow_array::{
+    Array, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, RecordBatchIterator,
+    RecordBatchReader, StringArray, UInt64Array,
+};
+use lancedb::arrow::arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use lancedb::expr::{col, lit, DfExpr};
+use lancedb::index::scalar::{BTreeIndexBuilder, BitmapIndexBuilder};
+use lancedb::index::vector::IvfHnswSqIndexBuilder;
+use lancedb::index::Index;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+use lancedb::table::{CompactionOptions, OptimizeAction, OptimizeOptions};
+use lancedb::{Connection, DistanceType, ObjectStoreRegistry, Session, Table};
+use tokio::sync::Mutex;
+
+use feed_core::memvec::rank;
+use feed_core::{
+    dot, Did, Embedding, EventId, EventType, Hit, IndexError, SearchMode, VectorFilter,
+    VectorIndex, VectorRecord, EMBEDDING_DIM,
+};
+
+/// The table's name (its folder is `posts.lance`).
+pub const TABLE: &str = "posts";
+/// The checkpoint file inside an index directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+
+/// Extra exact candidates fetched past `k`, so rows tied with the k-th are
+/// ranked by id rather than by Lance's scan order.
+const TIE_MARGIN: usize = 16;
+
+/// Tuning of the LanceDB vector index.
+#[derive(Clone, Debug)]
+pub struct LanceConfig {
+    /// The ANN index is trained once the table holds this many rows
+    /// (default 20,000); below it, flat scans are exact and fast enough.
+    pub index_min_rows: usize,
+    /// Filters letting at most this many rows through are answered by an
+    /// exact flat scan of those rows even when an ANN index exists
+    /// (default 5,000).
+    pub exact_max: usize,
+    /// IVF partitions probed per search (default 8).
+    pub nprobes: usize,
+    /// HNSW candidate list width while searching (default 96).
+    pub ef: usize,
+    /// Candidates Lance re-ranks from full vectors before we rescore them
+    /// (`k × refine_factor`, default 4).
+    pub refine_factor: u32,
+    /// Rows per IVF partition when training (default 10,000).
+    pub partition_rows: u32,
+    /// Maintenance runs after this many writes since the last run
+    /// (default 64).
+    pub optimize_writes: usize,
+    /// … or with the first write once this long has passed since the last
+    /// run (default 60 s).
+    pub optimize_age: Duration,
+    /// Old table versions older than this are pruned (default 60 s; a
+    /// search in flight reads a version at most this old).
+    pub keep_versions: Duration,
+    /// Bytes of Lance's index cache (default 64 MiB).
+    pub index_cache_bytes: usize,
+    /// Bytes of Lance's metadata cache (default 16 MiB).
+    pub metadata_cache_bytes: usize,
+}
+
+impl Default for LanceConfig {
+    fn default() -> Self {
+        LanceConfig {
+            index_min_rows: 20_000,
+            exact_max: 5_000,
+            nprobes: 8,
+            ef: 96,
+            refine_factor: 4,
+            partition_rows: 10_000,
+            optimize_writes: 64,
+            optimize_age: Duration::from_secs(60),
+            keep_versions: Duration::from_secs(60),
+            index_cache_bytes: 64 << 20,
+            metadata_cache_bytes: 16 << 20,
+        }
+    }
+}
+
+/// The filter fields of one stored row, kept in memory: ids, counts and
+/// filter selectivity without touching the table.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    kind: EventType,
+    author: Did,
+    ts: i64,
+}
+
+struct Maintenance {
+    writes: usize,
+    last: Instant,
+}
+
+/// A [`VectorIndex`] on LanceDB. See the module docs.
+pub struct LanceVectorIndex {
+    dir: PathBuf,
+    cfg: LanceConfig,
+    table: Table,
+    schema: SchemaRef,
+    rows: RwLock<BTreeMap<EventId, Meta>>,
+    indexed: AtomicBool,
+    /// Serialises writes and maintenance.
+    write: Mutex<Maintenance>,
+}
+
+fn backend(what: &str) -> impl Fn(lancedb::Error) -> IndexError + '_ {
+    move |e| IndexError::Backend(format!("{what}: {e}"))
+}
+
+fn arrow(what: &str) -> impl Fn(ArrowError) -> IndexError + '_ {
+    move |e| IndexError::Backend(format!("{what}: {e}"))
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> IndexError {
+    move |source| IndexError::Io { context, source }
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::UInt64, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("author", DataType::Utf8, false),
+        Field::new("ts", DataType::Int64, false),
+        Field::new(
+            "vector",
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, true)),
+                EMBEDDING_DIM as i32,
+            ),
+            false,
+        ),
+    ]))
+}
+
+impl LanceVectorIndex {
+    /// Opens (creating when absent) the index in `dir`.
+    pub async fn open(dir: &Path, cfg: LanceConfig) -> Result<LanceVectorIndex, IndexError> {
+        fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let uri = dir
+            .to_str()
+            .ok_or_else(|| IndexError::Backend(format!("{} is not UTF-8", dir.display())))?;
+        let session = Arc::new(Session::new(
+            cfg.index_cache_bytes,
+            cfg.metadata_cache_bytes,
+            Arc::new(ObjectStoreRegistry::default()),
+        ));
+        let db: Connection = lancedb::connect(uri)
+            .session(session)
+            .execute()
+            .await
+            .map_err(backend("connecting"))?;
+        let schema = schema();
+        let names = db
+            .table_names()
+            .execute()
+            .await
+            .map_err(backend("listing tables"))?;
+        let table = if names.iter().any(|n| n == TABLE) {
+            db.open_table(TABLE)
+                .execute()
+                .await
+                .map_err(backend("opening the table"))?
+        } else {
+            db.create_empty_table(TABLE, schema.clone())
+                .execute()
+                .await
+                .map_err(backend("creating the table"))?
+        };
+        let indexed = table
+            .list_indices()
+            .await
+            .map_err(backend("listing indexes"))?
+            .iter()
+            .any(|i| i.columns.iter().any(|c| c == "vector"));
+        let index = LanceVectorIndex {
+            dir: dir.to_path_buf(),
+            cfg,
+            table,
+            schema,
+            rows: RwLock::new(BTreeMap::new()),
+            indexed: AtomicBool::new(indexed),
+            write: Mutex::new(Maintenance {
+                writes: 0,
+                last: Instant::now(),
+            }),
+        };
+        let rows = index.load_rows().await?;
+        *index.rows.write().unwrap_or_else(|p| p.into_inner()) = rows;
+        Ok(index)
+    }
+
+    /// The directory the index lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The Lance table (for inspection: fragments, versions, indexes).
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Reads every row's filter fields.
+    async fn load_rows(&self) -> Result<BTreeMap<EventId, Meta>, IndexError> {
+        let batches: Vec<RecordBatch> = self
+            .table
+            .query()
+            .select(Select::columns(&["id", "event_type", "author", "ts"]))
+            .execute()
+            .await
+            .map_err(backend("scanning the table"))?
+            .try_collect()
+            .await
+            .map_err(backend("scanning the table"))?;
+        let mut rows = BTreeMap::new();
+        for b in &batches {
+            let ids = column::<UInt64Array>(b, "id")?;
+            let kinds = column::<StringArray>(b, "event_type")?;
+            let authors = column::<StringArray>(b, "author")?;
+            let ts = column::<Int64Array>(b, "ts")?;
+            for i in 0..b.num_rows() {
+                let kind = kinds
+                    .value(i)
+                    .parse::<EventType>()
+                    .map_err(|_| corrupt("event_type", kinds.value(i)))?;
+                let author = Did::parse(authors.value(i))
+                    .ok_or_else(|| corrupt("author", authors.value(i)))?;
+                rows.insert(
+                    EventId(ids.value(i)),
+                    Meta {
+                        kind,
+                        author,
+                        ts: ts.value(i),
+                    },
+                );
+            }
+        }
+        Ok(rows)
+    }
+
+    fn rows(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<EventId, Meta>> {
+        self.rows.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn batch(&self, records: &[VectorRecord]) -> Result<RecordBatch, IndexError> {
+        let ids = UInt64Array::from_iter_values(records.iter().map(|r| r.id.0));
+        let kinds = StringArray::from_iter_values(records.iter().map(|r| r.kind.as_str()));
+        let authors = StringArray::from_iter_values(records.iter().map(|r| r.author.to_string()));
+        let ts = Int64Array::from_iter_values(records.iter().map(|r| r.ts));
+        let flat: Vec<f32> = records
+            .iter()
+            .flat_map(|r| r.vector.as_slice().iter().copied())
+            .collect();
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let vectors = FixedSizeListArray::try_new(
+            item,
+            EMBEDDING_DIM as i32,
+            Arc::new(Float32Array::from(flat)),
+            None,
+        )
+        .map_err(arrow("building vectors"))?;
+        RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(ids),
+                Arc::new(kinds),
+                Arc::new(authors),
+                Arc::new(ts),
+                Arc::new(vectors),
+            ],
+        )
+        .map_err(arrow("building a batch"))
+    }
+
+    fn reader(&self, batch: RecordBatch) -> Box<dyn RecordBatchReader + Send> {
+        Box::new(RecordBatchIterator::new(
+            vec![Ok(batch)],
+            self.schema.clone(),
+        ))
+    }
+
+    /// Runs maintenance when the write count or age says so.
+    async fn after_write(&self, m: &mut Maintenance) -> Result<(), IndexError> {
+        m.writes += 1;
+        if m.writes >= self.cfg.optimize_writes || m.last.elapsed() >= self.cfg.optimize_age {
+            self.maintain(m).await?;
+        }
+        Ok(())
+    }
+
+    /// Compacts, trains or extends the indexes, and prunes old versions.
+    pub async fn optimize(&self) -> Result<(), IndexError> {
+        let mut m = self.write.lock().await;
+        self.maintain(&mut m).await
+    }
+
+    async fn maintain(&self, m: &mut Maintenance) -> Result<(), IndexError> {
+        let len = self.rows().len();
+        self.table
+            .optimize(OptimizeAction::Compact {
+                options: CompactionOptions::default(),
+                remap_options: None,
+            })
+            .await
+            .map_err(backend("compacting"))?;
+        if !self.indexed.load(Ordering::Acquire) && len >= self.cfg.index_min_rows.max(1) {
+            self.build_indexes(len).await?;
+        } else if len > 0 {
+            self.table
+                .optimize(OptimizeAction::Index(OptimizeOptions::default()))
+                .await
+                .map_err(backend("extending the indexes"))?;
+        }
+        let older_than = lancedb::table::Duration::from_std(self.cfg.keep_versions)
+            .map_err(|e| IndexError::Backend(format!("keep_versions: {e}")))?;
+        self.table
+            .optimize(OptimizeAction::Prune {
+                older_than: Some(older_than),
+                delete_unverified: Some(false),
+                error_if_tagged_old_versions: Some(false),
+            })
+            .await
+            .map_err(backend("pruning versions"))?;
+        m.writes = 0;
+        m.last = Instant::now();
+        Ok(())
+    }
+
+    async fn build_indexes(&self, len: usize) -> Result<(), IndexError> {
+        let scalar = [
+            ("id", Index::BTree(BTreeIndexBuilder::default())),
+            ("ts", Index::BTree(BTreeIndexBuilder::default())),
+            ("author", Index::BTree(BTreeIndexBuilder::default())),
+            ("event_type", Index::Bitmap(BitmapIndexBuilder::default())),
+        ];
+        for (column, index) in scalar {
+            self.table
+                .create_index(&[column], index)
+                .replace(true)
+                .execute()
+                .await
+                .map_err(backend("building a scalar index"))?;
+        }
+        let partitions = (len as u32 / self.cfg.partition_rows.max(1)).max(1);
+        let ann = IvfHnswSqIndexBuilder::default()
+            .distance_type(DistanceType::Cosine)
+            .num_partitions(partitions);
+        self.table
+            .create_index(&["vector"], Index::IvfHnswSq(ann))
+            .replace(true)
+            .execute()
+            .await
+            .map_err(backend("training the vector index"))?;
+        self.indexed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// fsyncs every file and directory of the table.
+    fn sync_table(&self) -> Result<(), IndexError> {
+        sync_tree(&self.dir.join(format!("{TABLE}.lance")))
+    }
+
+    /// Runs one (exact or ANN) search; hits rescored from stored vectors.
+    async fn run_search(
+        &self,
+        query: &Embedding,
+        filter: Option<&DfExpr>,
+        limit: usize,
+        exact: bool,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let mut q = self
+            .table
+            .query()
+            .nearest_to(query.as_slice())
+            .map_err(backend("building a search"))?
+            .distance_type(DistanceType::Cosine)
+            .select(Select::columns(&["id", "vector"]))
+            .limit(limit);
+        if let Some(f) = filter {
+            q = q.only_if_expr(f.clone());
+        }
+        q = if exact {
+            q.bypass_vector_index()
+        } else {
+            q.nprobes(self.cfg.nprobes)
+                .map_err(backend("nprobes"))?
+                .ef(self.cfg.ef)
+                .refine_factor(self.cfg.refine_factor)
+        };
+        let batches: Vec<RecordBatch> = q
+            .execute()
+            .await
+            .map_err(backend("searching"))?
+            .try_collect()
+            .await
+            .map_err(backend("searching"))?;
+        let mut hits = Vec::with_capacity(limit);
+        for b in &batches {
+            let ids = column::<UInt64Array>(b, "id")?;
+            let vectors = column::<FixedSizeListArray>(b, "vector")?;
+            let values = vectors
+                .values()
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .ok_or_else(|| corrupt("vector", "not f32"))?;
+            for i in 0..b.num_rows() {
+                let start = vectors.value_offset(i) as usize;
+                let v = values
+                    .values()
+                    .get(start..start + EMBEDDING_DIM)
+                    .ok_or_else(|| corrupt("vector", "short"))?;
+                hits.push(Hit {
+                    id: EventId(ids.value(i)),
+                    score: dot(query.as_slice(), v),
+                });
+            }
+        }
+        rank(&mut hits);
+        Ok(hits)
+    }
+}
+
+fn corrupt(what: &str, value: &str) -> IndexError {
+    IndexError::Backend(format!("unreadable {what} in the table: {value:?}"))
+}
+
+fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, IndexError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| IndexError::Backend(format!("column {name} missing or mistyped")))
+}
+
+/// The filter as a typed expression (`None` when it restricts nothing).
+fn filter_expr(f: &VectorFilter) -> Option<DfExpr> {
+    let mut parts: Vec<DfExpr> = Vec::new();
+    if let Some(types) = &f.types {
+        let list = types.iter().map(|t| lit(t.as_str())).collect();
+        parts.push(col("event_type").in_list(list, false));
+    }
+    if let Some(authors) = &f.authors {
+        let list = authors.iter().map(|a| lit(a.to_string())).collect();
+        parts.push(col("author").in_list(list, false));
+    }
+    if let Some(s) = f.since {
+        parts.push(col("ts").gt_eq(lit(s)));
+    }
+    if let Some(u) = f.until {
+        parts.push(col("ts").lt_eq(lit(u)));
+    }
+    parts.into_iter().reduce(|a, b| a.and(b))
+}
+
+fn ids_expr(ids: &[EventId]) -> DfExpr {
+    col("id").in_list(ids.iter().map(|i| lit(i.0)).collect(), false)
+}
+
+/// fsyncs every file under `root`, then every directory bottom-up.
+fn sync_tree(root: &Path) -> Result<(), IndexError> {
+    if !root.exists() {
+        return Ok(());
+    }
+    let mut dirs = vec![root.to_path_buf()];
+    let mut i = 0;
+    while let Some(d) = dirs.get(i).cloned() {
+        i += 1;
+        for entry in fs::read_dir(&d).map_err(io(format!("listing {}", d.display())))? {
+            let entry = entry.map_err(io(format!("listing {}", d.display())))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(io(format!("inspecting {}", path.display())))?;
+            if kind.is_dir() {
+                dirs.push(path);
+            } else if kind.is_file() {
+                match File::open(&path) {
+                    Ok(f) => f
+                        .sync_all()
+                        .map_err(io(format!("syncing {}", path.display())))?,
+                    // Pruned between listing and opening.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(format!("opening {}", path.display()))(e)),
+                }
+            }
+        }
+    }
+    for d in dirs.iter().rev() {
+        sync_dir(d)?;
+    }
+    if let Some(parent) = root.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(d: &Path) -> Result<(), IndexError> {
+    File::open(d)
+        .and_then(|f| f.sync_all())
+        .map_err(io(format!("syncing {}", d.display())))
+}
+
+/// Keeps the last record of each id, in first-seen order.
+fn last_per_id(records: Vec<VectorRecord>) -> Vec<VectorRecord> {
+    let mut at: HashMap<EventId, usize> = HashMap::with_capacity(records.len());
+    let mut out: Vec<VectorRecord> = Vec::with_capacity(records.len());
+    for r in records {
+        match at.get(&r.id) {
+            Some(&i) => out[i] = r,
+            None => {
+                at.insert(r.id, out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl VectorIndex for LanceVectorIndex {
+    async fn upsert(&self, records: Vec<VectorRecord>) -> Result<(), IndexError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let records = last_per_id(records);
+        let batch = self.batch(&records)?;
+        let mut m = self.write.lock().await;
+        let all_new = {
+            let rows = self.rows();
+            records.iter().all(|r| !rows.contains_key(&r.id))
+        };
+        if all_new {
+            self.table
+                .add(batch)
+                .execute()
+                .await
+                .map_err(backend("appending"))?;
+        } else {
+            let mut merge = self.table.merge_insert(&["id"]);
+            merge
+                .when_matched_update_all(None)
+                .when_not_matched_insert_all();
+            merge
+                .execute(self.reader(batch))
+                .await
+                .map_err(backend("upserting"))?;
+        }
+        {
+            let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
+            for r in &records {
+                rows.insert(
+                    r.id,
+                    Meta {
+                        kind: r.kind,
+                        author: r.author,
+                        ts: r.ts,
+                    },
+                );
+            }
+        }
+        self.after_write(&mut m).await
+    }
+
+    async fn remove(&self, ids: &[EventId]) -> Result<(), IndexError> {
+        let mut m = self.write.lock().await;
+        let present: Vec<EventId> = {
+            let rows = self.rows();
+            ids.iter()
+                .copied()
+                .filter(|i| rows.contains_key(i))
+                .collect()
+        };
+        if present.is_empty() {
+            return Ok(());
+        }
+        self.table
+            .delete(&ids_expr(&present))
+            .await
+            .map_err(backend("deleting"))?;
+        {
+            let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
+            for id in &present {
+                rows.remove(id);
+            }
+        }
+        self.after_write(&mut m).await
+    }
+
+    async fn search(
+        &self,
+        query: &Embedding,
+        filter: &VectorFilter,
+        k: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let matching = {
+            let rows = self.rows();
+            if *filter == VectorFilter::default() {
+                rows.len()
+            } else {
+                rows.values()
+                    .filter(|m| filter.matches(m.kind, &m.author, m.ts))
+                    .count()
+            }
+        };
+        if matching == 0 {
+            return Ok(Vec::new());
+        }
+        let want = k.min(matching);
+        let expr = filter_expr(filter);
+        let ann = self.indexed.load(Ordering::Acquire) && matching > self.cfg.exact_max;
+        if ann {
+            let limit = want.max(10);
+            let mut hits = self.run_search(query, expr.as_ref(), limit, false).await?;
+            if hits.len() >= want {
+                hits.truncate(want);
+                return Ok(hits);
+            }
+            // The graph ran out of rows passing the filter: answer exactly.
+        }
+        let mut hits = self
+            .run_search(query, expr.as_ref(), want + TIE_MARGIN, true)
+            .await?;
+        hits.truncate(want);
+        Ok(hits)
+    }
+
+    async fn ids(&self) -> Result<Vec<EventId>, IndexError> {
+        Ok(self.rows().keys().copied().collect())
+    }
+
+    async fn len(&self) -> Result<usize, IndexError> {
+        Ok(self.rows().len())
+    }
+
+    async fn flush(&self) -> Result<(), IndexError> {
+        let _m = self.write.lock().await;
+        self.sync_table()
+    }
+
+    fn mode(&self) -> SearchMode {
+        if self.indexed.load(Ordering::Acquire) {
+            SearchMode::Approximate
+        } else {
+            SearchMode::Exact
+        }
+    }
+
+    async fn checkpoint(&self) -> Result<u64, IndexError> {
+        let path = self.dir.join(CHECKPOINT_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map_err(|_| {
+                IndexError::Backend(format!("{} holds {text:?}, not a number", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    async fn set_checkpoint(&self, seq: u64) -> Result<(), IndexError> {
+        let _m = self.write.lock().await;
+        // The vectors first, then the number that says they are there.
+        self.sync_table()?;
+        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let mut f = File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+        writeln!(f, "{seq}")
+            .and_then(|_| f.sync_all())
+            .map_err(io(format!("writing {}", tmp.display())))?;
+        fs::rename(&tmp, &path).map_err(io(format!("renaming {}", tmp.display())))?;
+        sync_dir(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_records_of_an_id_win() {
+        let v = Embedding::new(vec![1.0; EMBEDDING_DIM]).expect("vector");
+        let rec = |id: u64, ts: i64| VectorRecord {
+            id: EventId(id),
+            kind: EventType::Post,
+            author: Did([0; 32]),
+            ts,
+            vector: v.clone(),
+        };
+        let out = last_per_id(vec![rec(2, 1), rec(1, 1), rec(2, 9)]);
+        let got: Vec<(u64, i64)> = out.iter().map(|r| (r.id.0, r.ts)).collect();
+        assert_eq!(got, vec![(2, 9), (1, 1)]);
+    }
+
+    #[test]
+    fn an_unrestricted_filter_has_no_expression() {
+        assert!(filter_expr(&VectorFilter::default()).is_none());
+        let f = VectorFilter {
+            since: Some(3),
+            ..VectorFilter::default()
+        };
+        assert!(filter_expr(&f).is_some());
+    }
+}
