@@ -214,8 +214,20 @@ fn pin_mmap_threshold() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn pin_mmap_threshold() {}
 
+/// Caps LanceDB's compute pool at two threads (it defaults to one per
+/// core), matching the runtime below; an operator's `LANCE_CPU_THREADS`
+/// wins.
+fn cap_lance_threads() {
+    if std::env::var_os("LANCE_CPU_THREADS").is_none() {
+        // Before any other thread exists, so nothing reads the environment
+        // concurrently.
+        std::env::set_var("LANCE_CPU_THREADS", "2");
+    }
+}
+
 fn main() -> ExitCode {
     pin_mmap_threshold();
+    cap_lance_threads();
     let cli = Cli::parse();
     // Few threads: every blocking thread costs a stack and, with glibc, a
     // malloc arena — on a small device that is most of the memory budget.

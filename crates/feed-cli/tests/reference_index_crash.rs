@@ -3,7 +3,7 @@
 //! pair catches up and its index holds exactly the live posts with
 //! content, each with its visible version's vector. The maintenance
 //! schedule is tightened so that kills also land inside compactions.
-//! `FEED_CRASH_CYCLES` sets the number of cycles (default 20).
+//! `FEED_CRASH_CYCLES` sets the number of cycles (default 10).
 #![cfg(feature = "reference")]
 
 use feed_conformance::IndexCrash;
@@ -13,6 +13,8 @@ use feed_lance::{LanceConfig, LanceVectorIndex};
 const CRASH: IndexCrash<DuckEventStore, LanceVectorIndex> = IndexCrash {
     seed: 20_261_130,
     child_test: "reference_index_crash_child_process",
+    // Each reopen of DuckDB and Lance costs seconds in a debug build.
+    cycles: 10,
     open: |dir| {
         Box::pin(async move {
             let events =

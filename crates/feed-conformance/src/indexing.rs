@@ -187,6 +187,8 @@ pub struct IndexCrash<S, V> {
     pub child_test: &'static str,
     /// Opens the pair.
     pub open: PairOpener<S, V>,
+    /// Cycles when `FEED_CRASH_CYCLES` is not set.
+    pub cycles: usize,
 }
 
 const CHILD_DIR_ENV: &str = "FEED_INDEX_CRASH_CHILD_DIR";
@@ -241,14 +243,14 @@ impl<S: EventStore + 'static, V: VectorIndex + 'static> IndexCrash<S, V> {
         });
     }
 
-    /// The parent's half: `FEED_CRASH_CYCLES` cycles (default 20) of start,
+    /// The parent's half: `FEED_CRASH_CYCLES` cycles (default `cycles`) of start,
     /// SIGKILL, reopen, check the events ([`verify_after_crash`]), flush,
     /// check the index ([`check_index`]).
     pub fn run(&self) -> IndexCrashReport {
         let cycles = std::env::var("FEED_CRASH_CYCLES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(20);
+            .unwrap_or(self.cycles);
         let work = self.workload();
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         let rt = runtime();

@@ -11,6 +11,7 @@ use feed_sqlite_lite::{SqliteConfig, SqliteEventStore, UsearchConfig, UsearchVec
 const CRASH: IndexCrash<SqliteEventStore, UsearchVectorIndex> = IndexCrash {
     seed: 20_261_129,
     child_test: "index_crash_child_process",
+    cycles: 20,
     open: |dir| {
         Box::pin(async move {
             let events =
