@@ -425,9 +425,11 @@ impl LanceVectorIndex {
         q = if exact {
             q.bypass_vector_index()
         } else {
+            // HNSW refuses an ef below the candidates it is asked for.
+            let wanted = limit.saturating_mul(self.cfg.refine_factor.max(1) as usize);
             q.nprobes(self.cfg.nprobes)
                 .map_err(backend("nprobes"))?
-                .ef(self.cfg.ef)
+                .ef(self.cfg.ef.max(wanted))
                 .refine_factor(self.cfg.refine_factor)
         };
         let batches: Vec<RecordBatch> = q

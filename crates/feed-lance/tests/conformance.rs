@@ -104,6 +104,7 @@ fn the_ann_index_is_built_once_the_table_is_big_enough_and_survives_reopen() {
     rt.block_on(async {
         let cfg = LanceConfig {
             index_min_rows: 2_000,
+            exact_max: 0,
             optimize_writes: 2,
             ..LanceConfig::default()
         };
@@ -131,5 +132,13 @@ fn the_ann_index_is_built_once_the_table_is_big_enough_and_survives_reopen() {
         let index = factory.reopen(index).await.expect("reopen");
         assert_eq!(index.mode(), SearchMode::Approximate);
         assert_eq!(index.len().await.expect("len"), 2_500);
+        // k = 100 (the spec's maximum) through the graph: 100 hits, best first.
+        let q = src.next_vector();
+        let hits = index
+            .search(&q, &feed_core::VectorFilter::default(), 100)
+            .await
+            .expect("search with k = 100");
+        assert_eq!(hits.len(), 100);
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     });
 }
