@@ -37,7 +37,8 @@ pub mod dirs {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use async_trait::async_trait;
-    use feed_core::{EventStore, StoreError};
+    use feed_core::{EventStore, IndexError, StoreError, VectorIndex};
+    use futures::future::BoxFuture;
 
     /// Opens a store in a directory.
     pub type Opener<S> = Box<dyn Fn(&Path) -> Result<S, StoreError> + Send + Sync>;
@@ -77,6 +78,50 @@ pub mod dirs {
             store.close().await?;
             drop(store);
             (self.open)(&dir)
+        }
+    }
+
+    /// Opens (creating) a vector index in a directory.
+    pub type IndexOpener<V> =
+        Box<dyn Fn(PathBuf) -> BoxFuture<'static, Result<V, IndexError>> + Send + Sync>;
+
+    /// Directory-backed vector indexes of one backend, like [`DirStores`].
+    pub struct DirIndexes<V> {
+        root: tempfile::TempDir,
+        n: AtomicU64,
+        open: IndexOpener<V>,
+        dir_of: fn(&V) -> &Path,
+    }
+
+    impl<V> DirIndexes<V> {
+        /// `open` opens (creating) an index in a directory; `dir_of` names
+        /// the directory of an open index.
+        pub fn new(
+            open: IndexOpener<V>,
+            dir_of: fn(&V) -> &Path,
+        ) -> std::io::Result<DirIndexes<V>> {
+            Ok(DirIndexes {
+                root: tempfile::tempdir()?,
+                n: AtomicU64::new(0),
+                open,
+                dir_of,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl<V: VectorIndex + 'static> crate::IndexFactory for DirIndexes<V> {
+        type Index = V;
+
+        async fn create(&self) -> Result<V, IndexError> {
+            let n = self.n.fetch_add(1, Ordering::Relaxed);
+            (self.open)(self.root.path().join(n.to_string())).await
+        }
+
+        async fn reopen(&self, index: V) -> Result<V, IndexError> {
+            let dir: PathBuf = (self.dir_of)(&index).to_path_buf();
+            drop(index);
+            (self.open)(dir).await
         }
     }
 }

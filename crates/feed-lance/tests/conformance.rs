@@ -2,46 +2,21 @@
 //! index exists, through IVF_HNSW_SQ once one does — and reaches
 //! recall@10 ≥ 0.95 at every filter selectivity.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use async_trait::async_trait;
+use feed_conformance::dirs::DirIndexes;
 use feed_conformance::{vector_index_suite, vector_recall, IndexFactory};
-use feed_core::{IndexError, SearchMode, VectorIndex};
+use feed_core::{SearchMode, VectorIndex};
 use feed_lance::{LanceConfig, LanceVectorIndex};
 
-struct Indexes {
-    root: tempfile::TempDir,
-    n: AtomicU64,
-    config: LanceConfig,
-}
-
-impl Indexes {
-    fn new(config: LanceConfig) -> Indexes {
-        Indexes {
-            root: tempfile::tempdir().expect("temp dir"),
-            n: AtomicU64::new(0),
-            config,
-        }
-    }
-}
-
-#[async_trait]
-impl IndexFactory for Indexes {
-    type Index = LanceVectorIndex;
-
-    async fn create(&self) -> Result<LanceVectorIndex, IndexError> {
-        let dir = self
-            .root
-            .path()
-            .join(self.n.fetch_add(1, Ordering::Relaxed).to_string());
-        LanceVectorIndex::open(&dir, self.config.clone()).await
-    }
-
-    async fn reopen(&self, index: LanceVectorIndex) -> Result<LanceVectorIndex, IndexError> {
-        let dir = index.dir().to_path_buf();
-        drop(index);
-        LanceVectorIndex::open(&dir, self.config.clone()).await
-    }
+/// Fresh LanceDB indexes with `config`, each in its own directory.
+fn indexes(config: LanceConfig) -> DirIndexes<LanceVectorIndex> {
+    DirIndexes::new(
+        Box::new(move |dir| {
+            let config = config.clone();
+            Box::pin(async move { LanceVectorIndex::open(&dir, config).await })
+        }),
+        LanceVectorIndex::dir,
+    )
+    .expect("temp dir")
 }
 
 fn cases() -> u32 {
@@ -53,7 +28,7 @@ fn cases() -> u32 {
 
 #[test]
 fn exact_answers_pass_the_suite() {
-    if let Err(e) = vector_index_suite(&Indexes::new(LanceConfig::default()), cases()) {
+    if let Err(e) = vector_index_suite(&indexes(LanceConfig::default()), cases()) {
         panic!("{e}");
     }
 }
@@ -68,7 +43,7 @@ fn ann_answers_with_frequent_maintenance_pass_the_suite() {
         optimize_writes: 3,
         ..LanceConfig::default()
     };
-    if let Err(e) = vector_index_suite(&Indexes::new(cfg), cases()) {
+    if let Err(e) = vector_index_suite(&indexes(cfg), cases()) {
         panic!("{e}");
     }
 }
@@ -86,7 +61,7 @@ fn recall_at_10_is_at_least_095_with_the_ann_index() {
         optimize_writes: 4,
         ..LanceConfig::default()
     };
-    let reports = vector_recall(&Indexes::new(cfg), n, 50).unwrap_or_else(|e| panic!("{e}"));
+    let reports = vector_recall(&indexes(cfg), n, 50).unwrap_or_else(|e| panic!("{e}"));
     for r in &reports {
         eprintln!(
             "recall@10 over {n} vectors at selectivity {}: {:.3}",
@@ -108,7 +83,7 @@ fn the_ann_index_is_built_once_the_table_is_big_enough_and_survives_reopen() {
             optimize_writes: 2,
             ..LanceConfig::default()
         };
-        let factory = Indexes::new(cfg);
+        let factory = indexes(cfg);
         let index = factory.create().await.expect("create");
         let mut src = feed_conformance::EmbeddingLike::new(7);
         let rec = |i: u64, v| feed_core::VectorRecord {

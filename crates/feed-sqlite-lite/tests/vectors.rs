@@ -2,46 +2,20 @@
 //! SQLite, through the graph with background merges, and through the graph
 //! with merges inside writes — and reaches recall@10 ≥ 0.95.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use async_trait::async_trait;
-use feed_conformance::{vector_index_suite, vector_recall, IndexFactory};
-use feed_core::IndexError;
+use feed_conformance::dirs::DirIndexes;
+use feed_conformance::{vector_index_suite, vector_recall};
 use feed_sqlite_lite::{UsearchConfig, UsearchVectorIndex};
 
-struct Indexes {
-    root: tempfile::TempDir,
-    n: AtomicU64,
-    config: UsearchConfig,
-}
-
-impl Indexes {
-    fn new(config: UsearchConfig) -> Indexes {
-        Indexes {
-            root: tempfile::tempdir().expect("temp dir"),
-            n: AtomicU64::new(0),
-            config,
-        }
-    }
-}
-
-#[async_trait]
-impl IndexFactory for Indexes {
-    type Index = UsearchVectorIndex;
-
-    async fn create(&self) -> Result<UsearchVectorIndex, IndexError> {
-        let dir = self
-            .root
-            .path()
-            .join(self.n.fetch_add(1, Ordering::Relaxed).to_string());
-        UsearchVectorIndex::open(&dir, self.config.clone())
-    }
-
-    async fn reopen(&self, index: UsearchVectorIndex) -> Result<UsearchVectorIndex, IndexError> {
-        let dir = index.dir().to_path_buf();
-        drop(index);
-        UsearchVectorIndex::open(&dir, self.config.clone())
-    }
+/// Fresh usearch indexes with `config`, each in its own directory.
+fn indexes(config: UsearchConfig) -> DirIndexes<UsearchVectorIndex> {
+    DirIndexes::new(
+        Box::new(move |dir| {
+            let config = config.clone();
+            Box::pin(async move { UsearchVectorIndex::open(&dir, config) })
+        }),
+        UsearchVectorIndex::dir,
+    )
+    .expect("temp dir")
 }
 
 fn cases() -> u32 {
@@ -52,7 +26,7 @@ fn cases() -> u32 {
 }
 
 fn run(config: UsearchConfig) {
-    if let Err(e) = vector_index_suite(&Indexes::new(config), cases()) {
+    if let Err(e) = vector_index_suite(&indexes(config), cases()) {
         panic!("{e}");
     }
 }
@@ -87,8 +61,8 @@ fn recall_at_10_is_at_least_095() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let reports = vector_recall(&Indexes::new(UsearchConfig::default()), n, 50)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let reports =
+        vector_recall(&indexes(UsearchConfig::default()), n, 50).unwrap_or_else(|e| panic!("{e}"));
     for r in &reports {
         eprintln!(
             "recall@10 over {n} vectors at selectivity {}: {:.3}",
