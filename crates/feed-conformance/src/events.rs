@@ -188,6 +188,15 @@ async fn check_all<S: EventStore + 'static>(
     max_id: u64,
 ) -> Result<(), String> {
     let s = fs.events();
+    // All ids at once, with a repeat, against `get` one by one below.
+    let mut every: Vec<EventId> = (0..=max_id + 2).map(EventId).rev().collect();
+    every.extend(every.first().copied());
+    let many = s.get_many(&every).await.map_err(err("get_many"))?;
+    same(
+        "get_many(every id)".into(),
+        every.iter().map(|&id| o.get(id)).collect::<Vec<_>>(),
+        many,
+    )?;
     for id in (0..=max_id + 2).map(EventId) {
         same(
             format!("get({id})"),

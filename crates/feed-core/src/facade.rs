@@ -561,8 +561,10 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
         let mut removals = Vec::new();
         // Posts to embed: their record but for the vector, and the text.
         let mut to_embed: Vec<((EventId, EventType, Did, i64), String)> = Vec::new();
-        for &id in ids {
-            let live = match self.events.get(id).await? {
+        let ids: Vec<EventId> = ids.iter().copied().collect();
+        let entries = self.events.get_many(&ids).await?;
+        for (id, entry) in ids.into_iter().zip(entries) {
+            let live = match entry {
                 Some(Entry::Live(v)) if v.event.kind == EventType::Post => v.event,
                 _ => {
                     removals.push(id);

@@ -87,6 +87,18 @@ pub trait EventStore: Send + Sync {
     /// A stored event: live (with its newest content) or a deleted placeholder.
     async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError>;
 
+    /// [`EventStore::get`] for many ids at once, one answer per id in the
+    /// order given (repeats answered each time). The write path reads the
+    /// posts of a log page with it; backends with a per-query cost answer
+    /// it in a few set queries. The default asks `get` once per id.
+    async fn get_many(&self, ids: &[EventId]) -> Result<Vec<Option<Entry>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            out.push(self.get(id).await?);
+        }
+        Ok(out)
+    }
+
     /// The stored event as accepted (original content), deleted or not. For
     /// the write path and repair, not a user-facing read.
     async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError>;
@@ -313,6 +325,9 @@ macro_rules! forward_event_store {
             }
             async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
                 (**self).get(id).await
+            }
+            async fn get_many(&self, ids: &[EventId]) -> Result<Vec<Option<Entry>>, StoreError> {
+                (**self).get_many(ids).await
             }
             async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
                 (**self).stored(id).await

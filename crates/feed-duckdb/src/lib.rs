@@ -80,6 +80,11 @@ impl EventStore for DuckEventStore {
         self.worker.run(move |i| sql::get(i, id)).await
     }
 
+    async fn get_many(&self, ids: &[EventId]) -> Result<Vec<Option<Entry>>, StoreError> {
+        let ids = ids.to_vec();
+        self.worker.run(move |i| sql::get_many(i, &ids)).await
+    }
+
     async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
         self.worker
             .run(move |i| sql::load(i, id).map(|r| r.map(|r| r.ev)))

@@ -819,6 +819,24 @@ pub(crate) fn get(db: &Db, id: EventId) -> Res<Option<Entry>> {
     }
 }
 
+/// [`get`] for many ids: the rows in one query per [`IN_LIST_MAX`] (or one
+/// through `q_load`), the edits in effect in one more per 256 edited posts.
+pub(crate) fn get_many(db: &Db, ids: &[EventId]) -> Res<Vec<Option<Entry>>> {
+    let mut unique: Vec<EventId> = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let (deleted, live): (Vec<Rec>, Vec<Rec>) =
+        load_ids(db, &unique)?.into_iter().partition(|r| r.deleted);
+    let mut found: HashMap<EventId, Entry> = HashMap::with_capacity(unique.len());
+    for r in deleted {
+        found.insert(r.ev.id, Entry::Deleted(r.ev.id));
+    }
+    for v in views(db, live)? {
+        found.insert(v.event.id, Entry::Live(v));
+    }
+    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+}
+
 pub(crate) fn versions(db: &Db, id: EventId) -> Res<Vec<FeedEvent>> {
     let Some(r) = load(db, id)?.filter(|r| !r.deleted) else {
         return Ok(Vec::new());
