@@ -197,6 +197,12 @@ async fn check_all<S: EventStore + 'static>(
         every.iter().map(|&id| o.get(id)).collect::<Vec<_>>(),
         many,
     )?;
+    let many = s.stored_many(&every).await.map_err(err("stored_many"))?;
+    same(
+        "stored_many(every id)".into(),
+        every.iter().map(|&id| o.stored(id)).collect::<Vec<_>>(),
+        many,
+    )?;
     for id in (0..=max_id + 2).map(EventId) {
         same(
             format!("get({id})"),

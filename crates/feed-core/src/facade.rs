@@ -429,11 +429,12 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
             let hits = index.search(vector, filter, ask).await?;
             let exhausted = hits.len() < ask || ask >= total;
             let mut out = Vec::with_capacity(k);
-            for h in hits {
-                if Some(h.id) == exclude {
-                    continue;
-                }
-                if let Some(Entry::Live(view)) = self.shared.events.get(h.id).await? {
+            let hits: Vec<Hit> = hits.into_iter().filter(|h| Some(h.id) != exclude).collect();
+            // One set read for the page, not one lookup per hit.
+            let ids: Vec<EventId> = hits.iter().map(|h| h.id).collect();
+            let entries = self.shared.events.get_many(&ids).await?;
+            for (h, entry) in hits.into_iter().zip(entries) {
+                if let Some(Entry::Live(view)) = entry {
                     if view.event.kind == EventType::Post {
                         out.push(SearchHit {
                             view,
@@ -482,10 +483,7 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
                 let Some(&(last, _)) = page.last() else {
                     return Ok(());
                 };
-                let mut touched = BTreeSet::new();
-                for (_, ev) in &page {
-                    self.touched_by(ev, &mut touched).await?;
-                }
+                let touched = self.touched_by(&page).await?;
                 self.apply(index, &touched).await?;
                 index.set_checkpoint(last).await?;
                 at = last;
@@ -510,30 +508,39 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
         outcome
     }
 
-    /// The posts whose vector an accepted event may change.
-    async fn touched_by(
-        &self,
-        ev: &FeedEvent,
-        out: &mut BTreeSet<EventId>,
-    ) -> Result<(), StoreError> {
-        match ev.kind {
-            EventType::Post => {
-                out.insert(ev.id);
-            }
-            EventType::Edit => out.extend(ev.parent),
-            EventType::Delete => {
-                if let Some(t) = ev.parent {
-                    out.insert(t);
-                    if let Some(target) = self.events.stored(t).await? {
-                        if target.kind == EventType::Edit {
-                            out.extend(target.parent);
-                        }
+    /// The posts whose vector the accepted events of a log page may
+    /// change: posts, the targets of edits, and the targets of deletes (a
+    /// deleted edit's post, too — its targets read in one set query).
+    async fn touched_by(&self, page: &[(u64, FeedEvent)]) -> Result<BTreeSet<EventId>, StoreError> {
+        let mut out = BTreeSet::new();
+        let mut deleted = Vec::new();
+        for (_, ev) in page {
+            match ev.kind {
+                EventType::Post => {
+                    out.insert(ev.id);
+                }
+                EventType::Edit => out.extend(ev.parent),
+                EventType::Delete => {
+                    if let Some(t) = ev.parent {
+                        out.insert(t);
+                        deleted.push(t);
                     }
                 }
+                _ => {}
             }
-            _ => {}
         }
-        Ok(())
+        for target in self
+            .events
+            .stored_many(&deleted)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            if target.kind == EventType::Edit {
+                out.extend(target.parent);
+            }
+        }
+        Ok(out)
     }
 
     /// Brings the index in line with the current state of `ids`: upserts

@@ -103,6 +103,16 @@ pub trait EventStore: Send + Sync {
     /// the write path and repair, not a user-facing read.
     async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError>;
 
+    /// [`EventStore::stored`] for many ids at once, one answer per id in
+    /// the order given. The default asks `stored` once per id.
+    async fn stored_many(&self, ids: &[EventId]) -> Result<Vec<Option<FeedEvent>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            out.push(self.stored(id).await?);
+        }
+        Ok(out)
+    }
+
     /// Every version of a live post: the original, then its edits in effect,
     /// oldest first by `(ts, id)`. A live non-post gives itself; a deleted
     /// or unknown id gives nothing.
@@ -331,6 +341,12 @@ macro_rules! forward_event_store {
             }
             async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
                 (**self).stored(id).await
+            }
+            async fn stored_many(
+                &self,
+                ids: &[EventId],
+            ) -> Result<Vec<Option<FeedEvent>>, StoreError> {
+                (**self).stored_many(ids).await
             }
             async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
                 (**self).versions(id).await

@@ -91,6 +91,11 @@ impl EventStore for DuckEventStore {
             .await
     }
 
+    async fn stored_many(&self, ids: &[EventId]) -> Result<Vec<Option<FeedEvent>>, StoreError> {
+        let ids = ids.to_vec();
+        self.worker.run(move |i| sql::stored_many(i, &ids)).await
+    }
+
     async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
         self.worker.run(move |i| sql::versions(i, id)).await
     }

@@ -837,6 +837,18 @@ pub(crate) fn get_many(db: &Db, ids: &[EventId]) -> Res<Vec<Option<Entry>>> {
     Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
 }
 
+/// Stored events as accepted, one answer per id, in one set query.
+pub(crate) fn stored_many(db: &Db, ids: &[EventId]) -> Res<Vec<Option<FeedEvent>>> {
+    let mut unique: Vec<EventId> = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let found: HashMap<EventId, FeedEvent> = load_ids(db, &unique)?
+        .into_iter()
+        .map(|r| (r.ev.id, r.ev))
+        .collect();
+    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+}
+
 pub(crate) fn versions(db: &Db, id: EventId) -> Res<Vec<FeedEvent>> {
     let Some(r) = load(db, id)?.filter(|r| !r.deleted) else {
         return Ok(Vec::new());
