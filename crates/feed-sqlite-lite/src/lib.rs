@@ -105,9 +105,29 @@ impl EventStore for SqliteEventStore {
         self.worker.run(move |c| sql::get(c, id)).await
     }
 
+    /// One trip to the connection's thread for all of them.
+    async fn get_many(&self, ids: &[EventId]) -> Result<Vec<Option<Entry>>, StoreError> {
+        let ids = ids.to_vec();
+        self.worker
+            .run(move |c| ids.iter().map(|&id| sql::get(c, id)).collect())
+            .await
+    }
+
     async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
         self.worker
             .run(move |c| sql::load(c, id).map(|r| r.map(|r| r.ev)))
+            .await
+    }
+
+    /// One trip to the connection's thread for all of them.
+    async fn stored_many(&self, ids: &[EventId]) -> Result<Vec<Option<FeedEvent>>, StoreError> {
+        let ids = ids.to_vec();
+        self.worker
+            .run(move |c| {
+                ids.iter()
+                    .map(|&id| sql::load(c, id).map(|r| r.map(|r| r.ev)))
+                    .collect()
+            })
             .await
     }
 
