@@ -30,7 +30,7 @@
 //! the table before returning (the checkpoint file last): after a crash or
 //! power cut the index holds at least what its checkpoint says.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,11 +54,14 @@ use lancedb::table::{CompactionOptions, OptimizeAction, OptimizeOptions};
 use lancedb::{Connection, DistanceType, ObjectStoreRegistry, Session, Table};
 use tokio::sync::Mutex;
 
+mod rows;
+
 use feed_core::memvec::rank;
 use feed_core::{
     dot, Did, Embedding, EventId, EventType, Hit, IndexError, SearchMode, VectorFilter,
     VectorIndex, VectorRecord, EMBEDDING_DIM,
 };
+use rows::Rows;
 
 /// The table's name (its folder is `posts.lance`).
 pub const TABLE: &str = "posts";
@@ -77,14 +80,24 @@ pub struct LanceConfig {
     pub index_min_rows: usize,
     /// Filters letting at most this many rows through are answered by an
     /// exact flat scan of those rows even when an ANN index exists
-    /// (default 5,000).
+    /// (default 500: the scan reads each row's vector at random, about
+    /// 12 ms per 1,000 rows, where the graph answers in about 6).
     pub exact_max: usize,
-    /// IVF partitions probed per search (default 8).
+    /// IVF partitions probed per search (default 4).
     pub nprobes: usize,
-    /// HNSW candidate list width while searching (default 96).
+    /// IVF partitions probed when a filter passes under 5% of the rows
+    /// (default 8: matches are sparse in each partition's graph).
+    pub nprobes_selective: usize,
+    /// Filters passing at least this share of the rows are applied after
+    /// the graph search (which then asks for `2k / share` candidates)
+    /// rather than before it (default 0.3); evaluating a broad filter over
+    /// the whole table costs more than the search.
+    pub postfilter_min: f64,
+    /// HNSW candidate list width while searching (default 40; at least
+    /// the candidates asked for).
     pub ef: usize,
     /// Candidates Lance re-ranks from full vectors before we rescore them
-    /// (`k × refine_factor`, default 4).
+    /// (`k × refine_factor`, default 2).
     pub refine_factor: u32,
     /// Rows per IVF partition when training (default 10,000).
     pub partition_rows: u32,
@@ -107,10 +120,12 @@ impl Default for LanceConfig {
     fn default() -> Self {
         LanceConfig {
             index_min_rows: 20_000,
-            exact_max: 5_000,
-            nprobes: 8,
-            ef: 96,
-            refine_factor: 4,
+            exact_max: 500,
+            nprobes: 4,
+            nprobes_selective: 8,
+            postfilter_min: 0.3,
+            ef: 40,
+            refine_factor: 2,
             partition_rows: 10_000,
             optimize_writes: 64,
             optimize_age: Duration::from_secs(60),
@@ -119,15 +134,6 @@ impl Default for LanceConfig {
             metadata_cache_bytes: 16 << 20,
         }
     }
-}
-
-/// The filter fields of one stored row, kept in memory: ids, counts and
-/// filter selectivity without touching the table.
-#[derive(Clone, Copy, Debug)]
-struct Meta {
-    kind: EventType,
-    author: Did,
-    ts: i64,
 }
 
 struct Maintenance {
@@ -141,7 +147,7 @@ pub struct LanceVectorIndex {
     cfg: LanceConfig,
     table: Table,
     schema: SchemaRef,
-    rows: RwLock<BTreeMap<EventId, Meta>>,
+    rows: RwLock<Rows>,
     indexed: AtomicBool,
     /// Serialises writes and maintenance.
     write: Mutex<Maintenance>,
@@ -221,7 +227,7 @@ impl LanceVectorIndex {
             cfg,
             table,
             schema,
-            rows: RwLock::new(BTreeMap::new()),
+            rows: RwLock::new(Rows::default()),
             indexed: AtomicBool::new(indexed),
             write: Mutex::new(Maintenance {
                 writes: 0,
@@ -244,7 +250,7 @@ impl LanceVectorIndex {
     }
 
     /// Reads every row's filter fields.
-    async fn load_rows(&self) -> Result<BTreeMap<EventId, Meta>, IndexError> {
+    async fn load_rows(&self) -> Result<Rows, IndexError> {
         let batches: Vec<RecordBatch> = self
             .table
             .query()
@@ -255,7 +261,7 @@ impl LanceVectorIndex {
             .try_collect()
             .await
             .map_err(backend("scanning the table"))?;
-        let mut rows = BTreeMap::new();
+        let mut rows = Rows::default();
         for b in &batches {
             let ids = column::<UInt64Array>(b, "id")?;
             let kinds = column::<StringArray>(b, "event_type")?;
@@ -268,20 +274,13 @@ impl LanceVectorIndex {
                     .map_err(|_| corrupt("event_type", kinds.value(i)))?;
                 let author = Did::parse(authors.value(i))
                     .ok_or_else(|| corrupt("author", authors.value(i)))?;
-                rows.insert(
-                    EventId(ids.value(i)),
-                    Meta {
-                        kind,
-                        author,
-                        ts: ts.value(i),
-                    },
-                );
+                rows.insert(EventId(ids.value(i)), kind, author, ts.value(i));
             }
         }
         Ok(rows)
     }
 
-    fn rows(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<EventId, Meta>> {
+    fn rows(&self) -> std::sync::RwLockReadGuard<'_, Rows> {
         self.rows.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -403,13 +402,13 @@ impl LanceVectorIndex {
         sync_tree(&self.dir.join(format!("{TABLE}.lance")))
     }
 
-    /// Runs one (exact or ANN) search; hits rescored from stored vectors.
+    /// Runs one search; hits rescored from stored vectors.
     async fn run_search(
         &self,
         query: &Embedding,
         filter: Option<&DfExpr>,
         limit: usize,
-        exact: bool,
+        plan: Plan,
     ) -> Result<Vec<Hit>, IndexError> {
         let mut q = self
             .table
@@ -422,15 +421,25 @@ impl LanceVectorIndex {
         if let Some(f) = filter {
             q = q.only_if_expr(f.clone());
         }
-        q = if exact {
-            q.bypass_vector_index()
-        } else {
-            // HNSW refuses an ef below the candidates it is asked for.
-            let wanted = limit.saturating_mul(self.cfg.refine_factor.max(1) as usize);
-            q.nprobes(self.cfg.nprobes)
-                .map_err(backend("nprobes"))?
-                .ef(self.cfg.ef.max(wanted))
-                .refine_factor(self.cfg.refine_factor)
+        q = match plan {
+            Plan::Exact => q.bypass_vector_index(),
+            Plan::Graph {
+                nprobes,
+                postfilter,
+            } => {
+                // HNSW refuses an ef below the candidates it is asked for.
+                let wanted = limit.saturating_mul(self.cfg.refine_factor.max(1) as usize);
+                let q = q
+                    .nprobes(nprobes.max(1))
+                    .map_err(backend("nprobes"))?
+                    .ef(self.cfg.ef.max(wanted))
+                    .refine_factor(self.cfg.refine_factor);
+                if postfilter {
+                    q.postfilter()
+                } else {
+                    q
+                }
+            }
         };
         let batches: Vec<RecordBatch> = q
             .execute()
@@ -463,6 +472,15 @@ impl LanceVectorIndex {
         rank(&mut hits);
         Ok(hits)
     }
+}
+
+/// How one search runs.
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    /// A flat scan of the rows passing the filter.
+    Exact,
+    /// Through the ANN index, the filter applied before or after it.
+    Graph { nprobes: usize, postfilter: bool },
 }
 
 fn corrupt(what: &str, value: &str) -> IndexError {
@@ -570,7 +588,7 @@ impl VectorIndex for LanceVectorIndex {
         let mut m = self.write.lock().await;
         let all_new = {
             let rows = self.rows();
-            records.iter().all(|r| !rows.contains_key(&r.id))
+            records.iter().all(|r| !rows.contains(r.id))
         };
         if all_new {
             self.table
@@ -591,14 +609,7 @@ impl VectorIndex for LanceVectorIndex {
         {
             let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
             for r in &records {
-                rows.insert(
-                    r.id,
-                    Meta {
-                        kind: r.kind,
-                        author: r.author,
-                        ts: r.ts,
-                    },
-                );
+                rows.insert(r.id, r.kind, r.author, r.ts);
             }
         }
         self.after_write(&mut m).await
@@ -608,10 +619,7 @@ impl VectorIndex for LanceVectorIndex {
         let mut m = self.write.lock().await;
         let present: Vec<EventId> = {
             let rows = self.rows();
-            ids.iter()
-                .copied()
-                .filter(|i| rows.contains_key(i))
-                .collect()
+            ids.iter().copied().filter(|i| rows.contains(*i)).collect()
         };
         if present.is_empty() {
             return Ok(());
@@ -623,7 +631,7 @@ impl VectorIndex for LanceVectorIndex {
         {
             let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
             for id in &present {
-                rows.remove(id);
+                rows.remove(*id);
             }
         }
         self.after_write(&mut m).await
@@ -638,15 +646,9 @@ impl VectorIndex for LanceVectorIndex {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let matching = {
+        let (matching, total) = {
             let rows = self.rows();
-            if *filter == VectorFilter::default() {
-                rows.len()
-            } else {
-                rows.values()
-                    .filter(|m| filter.matches(m.kind, &m.author, m.ts))
-                    .count()
-            }
+            (rows.count(filter), rows.len())
         };
         if matching == 0 {
             return Ok(Vec::new());
@@ -656,22 +658,49 @@ impl VectorIndex for LanceVectorIndex {
         let ann = self.indexed.load(Ordering::Acquire) && matching > self.cfg.exact_max;
         if ann {
             let limit = want.max(10);
-            let mut hits = self.run_search(query, expr.as_ref(), limit, false).await?;
-            if hits.len() >= want {
-                hits.truncate(want);
-                return Ok(hits);
+            let share = matching as f64 / total.max(1) as f64;
+            let mut tries = Vec::with_capacity(2);
+            if expr.is_some() && share >= self.cfg.postfilter_min {
+                // Broad filter: over-fetch from the graph, filter after.
+                let ask = ((2 * limit) as f64 / share).ceil() as usize;
+                tries.push((
+                    ask.min(total).max(limit),
+                    Plan::Graph {
+                        nprobes: self.cfg.nprobes,
+                        postfilter: true,
+                    },
+                ));
+            }
+            let nprobes = if share < 0.05 {
+                self.cfg.nprobes_selective
+            } else {
+                self.cfg.nprobes
+            };
+            tries.push((
+                limit,
+                Plan::Graph {
+                    nprobes,
+                    postfilter: false,
+                },
+            ));
+            for (ask, plan) in tries {
+                let mut hits = self.run_search(query, expr.as_ref(), ask, plan).await?;
+                if hits.len() >= want {
+                    hits.truncate(want);
+                    return Ok(hits);
+                }
             }
             // The graph ran out of rows passing the filter: answer exactly.
         }
         let mut hits = self
-            .run_search(query, expr.as_ref(), want + TIE_MARGIN, true)
+            .run_search(query, expr.as_ref(), want + TIE_MARGIN, Plan::Exact)
             .await?;
         hits.truncate(want);
         Ok(hits)
     }
 
     async fn ids(&self) -> Result<Vec<EventId>, IndexError> {
-        Ok(self.rows().keys().copied().collect())
+        Ok(self.rows().ids())
     }
 
     async fn len(&self) -> Result<usize, IndexError> {

@@ -1,0 +1,81 @@
+//! The filter fields of every stored row, kept in memory: ids, counts and
+//! the exact number of rows a filter passes, without touching the table.
+
+use std::collections::HashMap;
+
+use feed_core::{Did, EventId, EventType, VectorFilter};
+
+/// One row's filter fields; the author as its number in [`Rows`].
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    kind: EventType,
+    author: u32,
+    ts: i64,
+}
+
+/// Rows by id, with authors numbered once (a 32-byte DID per author, not
+/// per row), so counting a filter's matches is a pass over 16-byte
+/// entries with a table lookup per author.
+#[derive(Default)]
+pub(crate) struct Rows {
+    meta: HashMap<EventId, Meta>,
+    author_no: HashMap<Did, u32>,
+}
+
+impl Rows {
+    /// Adds or replaces a row.
+    pub(crate) fn insert(&mut self, id: EventId, kind: EventType, author: Did, ts: i64) {
+        let next = self.author_no.len() as u32;
+        let author = *self.author_no.entry(author).or_insert(next);
+        self.meta.insert(id, Meta { kind, author, ts });
+    }
+
+    /// Removes a row; whether it was there.
+    pub(crate) fn remove(&mut self, id: EventId) -> bool {
+        self.meta.remove(&id).is_some()
+    }
+
+    /// Whether the row is held.
+    pub(crate) fn contains(&self, id: EventId) -> bool {
+        self.meta.contains_key(&id)
+    }
+
+    /// Rows held.
+    pub(crate) fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Every id, ascending.
+    pub(crate) fn ids(&self) -> Vec<EventId> {
+        let mut ids: Vec<EventId> = self.meta.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The exact number of rows `f` passes.
+    pub(crate) fn count(&self, f: &VectorFilter) -> usize {
+        if *f == VectorFilter::default() {
+            return self.meta.len();
+        }
+        let allowed: Option<Vec<bool>> = f.authors.as_ref().map(|list| {
+            let mut allowed = vec![false; self.author_no.len()];
+            for d in list {
+                if let Some(&n) = self.author_no.get(d) {
+                    allowed[n as usize] = true;
+                }
+            }
+            allowed
+        });
+        self.meta
+            .values()
+            .filter(|m| {
+                f.types.as_ref().is_none_or(|t| t.contains(&m.kind))
+                    && allowed
+                        .as_ref()
+                        .is_none_or(|a| a.get(m.author as usize) == Some(&true))
+                    && f.since.is_none_or(|s| m.ts >= s)
+                    && f.until.is_none_or(|u| m.ts <= u)
+            })
+            .count()
+    }
+}
