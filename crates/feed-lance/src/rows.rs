@@ -79,3 +79,44 @@ impl Rows {
             .count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn did(n: u8) -> Did {
+        Did([n; 32])
+    }
+
+    #[test]
+    fn counts_follow_inserts_replacements_and_removals() {
+        let mut rows = Rows::default();
+        rows.insert(EventId(1), EventType::Post, did(1), 10);
+        rows.insert(EventId(2), EventType::Post, did(2), 20);
+        rows.insert(EventId(3), EventType::Reaction, did(1), 30);
+        let by = |authors: Vec<Did>| VectorFilter {
+            authors: Some(authors),
+            ..VectorFilter::default()
+        };
+        assert_eq!(rows.count(&VectorFilter::default()), 3);
+        assert_eq!(rows.count(&by(vec![did(1)])), 2);
+        // An author the index has never seen passes nothing.
+        assert_eq!(rows.count(&by(vec![did(9)])), 0);
+        assert_eq!(rows.count(&by(vec![])), 0);
+        let posts_since_15 = VectorFilter {
+            types: Some(vec![EventType::Post]),
+            since: Some(15),
+            ..VectorFilter::default()
+        };
+        assert_eq!(rows.count(&posts_since_15), 1);
+        // A replaced row is counted under its new author only.
+        rows.insert(EventId(1), EventType::Post, did(2), 10);
+        assert_eq!(rows.count(&by(vec![did(1)])), 1);
+        assert_eq!(rows.count(&by(vec![did(2)])), 2);
+        assert!(rows.remove(EventId(2)));
+        assert!(!rows.remove(EventId(2)));
+        assert_eq!(rows.count(&by(vec![did(2)])), 1);
+        assert_eq!(rows.ids(), vec![EventId(1), EventId(3)]);
+        assert_eq!(rows.len(), 2);
+    }
+}
