@@ -73,22 +73,7 @@ pub struct WorkerArgs {
     json: PathBuf,
 }
 
-/// Peak resident set (VmHWM) of this process, KiB.
-fn vm_hwm_kib() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Resets VmHWM to the current RSS (Linux `clear_refs` 5), so the next
-/// phase's peak is its own. Returns whether that worked.
-fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
+use feed_core::sys::{peak_rss_kib as vm_hwm_kib, reset_peak_rss as reset_peak};
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -197,23 +197,6 @@ fn hit_line(h: &feed_core::SearchHit) -> String {
     )
 }
 
-/// Pins glibc's mmap threshold at 128 KiB. By default glibc raises it each
-/// time a large block is freed, after which the model's per-run buffers
-/// (megabytes each, every run a different size) come from the heap and are
-/// never handed back: embedding 1,118 fortunes peaked at 673 MiB with the
-/// default and 388 MiB with the threshold pinned.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn pin_mmap_threshold() {
-    // SAFETY: mallopt only changes allocator parameters; called before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn pin_mmap_threshold() {}
-
 /// Caps LanceDB's compute pool at two threads (it defaults to one per
 /// core), matching the runtime below; an operator's `LANCE_CPU_THREADS`
 /// wins.
@@ -226,7 +209,8 @@ fn cap_lance_threads() {
 }
 
 fn main() -> ExitCode {
-    pin_mmap_threshold();
+    // Two malloc arenas and a pinned mmap threshold (see the function).
+    feed_core::sys::tune_malloc();
     cap_lance_threads();
     let cli = Cli::parse();
     // Few threads: every blocking thread costs a stack and, with glibc, a

@@ -18,6 +18,7 @@ pub mod model;
 pub mod rng;
 pub mod snowflake;
 pub mod synth;
+pub mod sys;
 pub mod thread;
 pub mod traits;
 pub mod validate;

@@ -10,14 +10,7 @@ use feed_core::Embedder;
 use feed_embed::OnnxEmbedder;
 
 fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    feed_core::sys::peak_rss_kib().unwrap_or(0)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -22,20 +22,11 @@ use feed_core::{Did, Embedding, EventId, EventType, VectorFilter, VectorIndex, V
 use feed_lance::{LanceConfig, LanceVectorIndex};
 
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    feed_core::sys::peak_rss_kib().map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
 fn reset_peak() {
-    // Linux: "5" resets VmHWM to the current RSS.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    feed_core::sys::reset_peak_rss();
 }
 
 fn author(i: usize) -> Did {
@@ -89,8 +80,17 @@ fn dir_stats(dir: &Path) -> (usize, u64) {
     (files, bytes)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The allocator settings `feed` runs with.
+    feed_core::sys::tune_malloc();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let n: usize = args
         .next()
