@@ -40,13 +40,33 @@ pub mod dirs {
     use feed_core::{EventStore, IndexError, StoreError, VectorIndex};
     use futures::future::BoxFuture;
 
+    /// Numbered sub-directories of one temporary root, one per `create`.
+    struct Scratch {
+        root: tempfile::TempDir,
+        n: AtomicU64,
+    }
+
+    impl Scratch {
+        fn new() -> std::io::Result<Scratch> {
+            Ok(Scratch {
+                root: tempfile::tempdir()?,
+                n: AtomicU64::new(0),
+            })
+        }
+
+        /// The next unused sub-directory's path.
+        fn next(&self) -> PathBuf {
+            let n = self.n.fetch_add(1, Ordering::Relaxed);
+            self.root.path().join(n.to_string())
+        }
+    }
+
     /// Opens a store in a directory.
     pub type Opener<S> = Box<dyn Fn(&Path) -> Result<S, StoreError> + Send + Sync>;
 
     /// Directory-backed stores of one backend.
     pub struct DirStores<S> {
-        root: tempfile::TempDir,
-        n: AtomicU64,
+        dirs: Scratch,
         open: Opener<S>,
         dir_of: fn(&S) -> &Path,
     }
@@ -56,8 +76,7 @@ pub mod dirs {
         /// the directory of an open store.
         pub fn new(open: Opener<S>, dir_of: fn(&S) -> &Path) -> std::io::Result<DirStores<S>> {
             Ok(DirStores {
-                root: tempfile::tempdir()?,
-                n: AtomicU64::new(0),
+                dirs: Scratch::new()?,
                 open,
                 dir_of,
             })
@@ -69,8 +88,7 @@ pub mod dirs {
         type Store = S;
 
         async fn create(&self) -> Result<S, StoreError> {
-            let n = self.n.fetch_add(1, Ordering::Relaxed);
-            (self.open)(&self.root.path().join(n.to_string()))
+            (self.open)(&self.dirs.next())
         }
 
         async fn reopen(&self, store: S) -> Result<S, StoreError> {
@@ -87,8 +105,7 @@ pub mod dirs {
 
     /// Directory-backed vector indexes of one backend, like [`DirStores`].
     pub struct DirIndexes<V> {
-        root: tempfile::TempDir,
-        n: AtomicU64,
+        dirs: Scratch,
         open: IndexOpener<V>,
         dir_of: fn(&V) -> &Path,
     }
@@ -101,8 +118,7 @@ pub mod dirs {
             dir_of: fn(&V) -> &Path,
         ) -> std::io::Result<DirIndexes<V>> {
             Ok(DirIndexes {
-                root: tempfile::tempdir()?,
-                n: AtomicU64::new(0),
+                dirs: Scratch::new()?,
                 open,
                 dir_of,
             })
@@ -114,8 +130,7 @@ pub mod dirs {
         type Index = V;
 
         async fn create(&self) -> Result<V, IndexError> {
-            let n = self.n.fetch_add(1, Ordering::Relaxed);
-            (self.open)(self.root.path().join(n.to_string())).await
+            (self.open)(self.dirs.next()).await
         }
 
         async fn reopen(&self, index: V) -> Result<V, IndexError> {

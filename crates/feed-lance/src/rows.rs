@@ -66,15 +66,19 @@ impl Rows {
             }
             allowed
         });
+        // Types and time through the shared rule; authors by number above.
+        let rest = VectorFilter {
+            authors: None,
+            ..f.clone()
+        };
+        let anyone = Did([0; 32]);
         self.meta
             .values()
             .filter(|m| {
-                f.types.as_ref().is_none_or(|t| t.contains(&m.kind))
-                    && allowed
-                        .as_ref()
-                        .is_none_or(|a| a.get(m.author as usize) == Some(&true))
-                    && f.since.is_none_or(|s| m.ts >= s)
-                    && f.until.is_none_or(|u| m.ts <= u)
+                allowed
+                    .as_ref()
+                    .is_none_or(|a| a.get(m.author as usize) == Some(&true))
+                    && rest.matches(m.kind, &anyone, m.ts)
             })
             .count()
     }

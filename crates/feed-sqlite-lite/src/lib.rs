@@ -114,20 +114,14 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
-        self.worker
-            .run(move |c| sql::load(c, id).map(|r| r.map(|r| r.ev)))
-            .await
+        self.worker.run(move |c| sql::stored(c, id)).await
     }
 
     /// One trip to the connection's thread for all of them.
     async fn stored_many(&self, ids: &[EventId]) -> Result<Vec<Option<FeedEvent>>, StoreError> {
         let ids = ids.to_vec();
         self.worker
-            .run(move |c| {
-                ids.iter()
-                    .map(|&id| sql::load(c, id).map(|r| r.map(|r| r.ev)))
-                    .collect()
-            })
+            .run(move |c| ids.iter().map(|&id| sql::stored(c, id)).collect())
             .await
     }
 

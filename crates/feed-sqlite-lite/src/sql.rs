@@ -156,6 +156,11 @@ pub(crate) fn load(c: &Connection, id: EventId) -> Res<Option<Rec>> {
     Ok(recs(c, select_ev!("WHERE ev.id = ?1"), params![key(id)])?.pop())
 }
 
+/// A stored event as accepted, deleted or not.
+pub(crate) fn stored(c: &Connection, id: EventId) -> Res<Option<FeedEvent>> {
+    Ok(load(c, id)?.map(|r| r.ev))
+}
+
 fn did_lookup(c: &Connection, did: &Did) -> Res<Option<i64>> {
     Ok(c.prepare_cached("SELECT n FROM dids WHERE did = ?1")?
         .query_row(params![&did.0[..]], |r| r.get(0))
