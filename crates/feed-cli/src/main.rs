@@ -209,7 +209,7 @@ fn cap_lance_threads() {
 }
 
 fn main() -> ExitCode {
-    // Two malloc arenas and a pinned mmap threshold (see the function).
+    // Two malloc arenas; the embedder pins the mmap threshold while it runs.
     feed_core::sys::tune_malloc();
     cap_lance_threads();
     let cli = Cli::parse();

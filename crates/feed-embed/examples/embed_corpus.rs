@@ -14,6 +14,8 @@ fn vm_hwm_kib() -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The allocator settings `feed` runs with.
+    feed_core::sys::tune_malloc();
     let texts: Vec<String> = match std::env::args().nth(1) {
         Some(path) => std::fs::read_to_string(path)?
             .lines()

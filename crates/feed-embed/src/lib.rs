@@ -194,6 +194,8 @@ fn open_session(env: &ort::environment::Environment, model: &Path) -> Result<Ses
 impl OnnxEmbedder {
     /// Loads the runtime (once per process), the model and the tokenizer.
     pub fn open(cfg: &OnnxConfig) -> Result<OnnxEmbedder, OpenError> {
+        // Loading maps the model's buffers too (see `embed`).
+        let _pin = feed_core::sys::MmapPin::hold();
         cfg.check_files()?;
         let env = runtime(&cfg.runtime)?;
         let sessions = (0..cfg.threads.max(1))
@@ -324,6 +326,9 @@ impl Embedder for OnnxEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        // The model's buffers are megabytes and a different size every run:
+        // mapped on their own and handed back, not left in the heap.
+        let _pin = feed_core::sys::MmapPin::hold();
         let enc = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)

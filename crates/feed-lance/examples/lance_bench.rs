@@ -81,8 +81,10 @@ fn dir_stats(dir: &Path) -> (usize, u64) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The allocator settings `feed` runs with.
+    // The allocator settings `feed` runs with, in the state a `feed` process
+    // is in once it has embedded something (threshold fixed, not dynamic).
     feed_core::sys::tune_malloc();
+    drop(feed_core::sys::MmapPin::hold());
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
