@@ -423,22 +423,13 @@ impl LanceVectorIndex {
         }
         q = match plan {
             Plan::Exact => q.bypass_vector_index(),
-            Plan::Graph {
-                nprobes,
-                postfilter,
-            } => {
+            Plan::Graph { nprobes } => {
                 // HNSW refuses an ef below the candidates it is asked for.
                 let wanted = limit.saturating_mul(self.cfg.refine_factor.max(1) as usize);
-                let q = q
-                    .nprobes(nprobes.max(1))
+                q.nprobes(nprobes.max(1))
                     .map_err(backend("nprobes"))?
                     .ef(self.cfg.ef.max(wanted))
-                    .refine_factor(self.cfg.refine_factor);
-                if postfilter {
-                    q.postfilter()
-                } else {
-                    q
-                }
+                    .refine_factor(self.cfg.refine_factor)
             }
         };
         let batches: Vec<RecordBatch> = q
@@ -480,7 +471,7 @@ enum Plan {
     /// A flat scan of the rows passing the filter.
     Exact,
     /// Through the ANN index, the filter applied before or after it.
-    Graph { nprobes: usize, postfilter: bool },
+    Graph { nprobes: usize },
 }
 
 fn corrupt(what: &str, value: &str) -> IndexError {
@@ -659,36 +650,33 @@ impl VectorIndex for LanceVectorIndex {
         if ann {
             let limit = want.max(10);
             let share = matching as f64 / total.max(1) as f64;
-            let mut tries = Vec::with_capacity(2);
             if expr.is_some() && share >= self.cfg.postfilter_min {
-                // Broad filter: over-fetch from the graph, filter after.
+                // Broad filter: over-fetch from the graph unfiltered and
+                // filter here from the row map, so Lance reads no filter
+                // columns.
                 let ask = ((2 * limit) as f64 / share).ceil() as usize;
-                tries.push((
-                    ask.min(total).max(limit),
-                    Plan::Graph {
-                        nprobes: self.cfg.nprobes,
-                        postfilter: true,
-                    },
-                ));
+                let plan = Plan::Graph {
+                    nprobes: self.cfg.nprobes,
+                };
+                let mut hits = self
+                    .run_search(query, None, ask.min(total).max(limit), plan)
+                    .await?;
+                self.rows().keep_passing(filter, &mut hits);
+                if hits.len() >= want {
+                    hits.truncate(want);
+                    return Ok(hits);
+                }
             }
             let nprobes = if share < 0.05 {
                 self.cfg.nprobes_selective
             } else {
                 self.cfg.nprobes
             };
-            tries.push((
-                limit,
-                Plan::Graph {
-                    nprobes,
-                    postfilter: false,
-                },
-            ));
-            for (ask, plan) in tries {
-                let mut hits = self.run_search(query, expr.as_ref(), ask, plan).await?;
-                if hits.len() >= want {
-                    hits.truncate(want);
-                    return Ok(hits);
-                }
+            let plan = Plan::Graph { nprobes };
+            let mut hits = self.run_search(query, expr.as_ref(), limit, plan).await?;
+            if hits.len() >= want {
+                hits.truncate(want);
+                return Ok(hits);
             }
             // The graph ran out of rows passing the filter: answer exactly.
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use feed_core::{Did, EventId, EventType, VectorFilter};
+use feed_core::{Did, EventId, EventType, Hit, VectorFilter};
 
 /// One row's filter fields; the author as its number in [`Rows`].
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +57,18 @@ impl Rows {
         if *f == VectorFilter::default() {
             return self.meta.len();
         }
+        let passes = self.matcher(f);
+        self.meta.values().filter(|m| passes(m)).count()
+    }
+
+    /// Keeps the hits whose rows are held and pass `f`, in order.
+    pub(crate) fn keep_passing(&self, f: &VectorFilter, hits: &mut Vec<Hit>) {
+        let passes = self.matcher(f);
+        hits.retain(|h| self.meta.get(&h.id).is_some_and(&passes));
+    }
+
+    /// `f` as a test of one row, authors compared by number.
+    fn matcher(&self, f: &VectorFilter) -> impl Fn(&Meta) -> bool {
         let allowed: Option<Vec<bool>> = f.authors.as_ref().map(|list| {
             let mut allowed = vec![false; self.author_no.len()];
             for d in list {
@@ -72,15 +84,12 @@ impl Rows {
             ..f.clone()
         };
         let anyone = Did([0; 32]);
-        self.meta
-            .values()
-            .filter(|m| {
-                allowed
-                    .as_ref()
-                    .is_none_or(|a| a.get(m.author as usize) == Some(&true))
-                    && rest.matches(m.kind, &anyone, m.ts)
-            })
-            .count()
+        move |m: &Meta| {
+            allowed
+                .as_ref()
+                .is_none_or(|a| a.get(m.author as usize) == Some(&true))
+                && rest.matches(m.kind, &anyone, m.ts)
+        }
     }
 }
 
@@ -122,5 +131,15 @@ mod tests {
         assert_eq!(rows.count(&by(vec![did(2)])), 1);
         assert_eq!(rows.ids(), vec![EventId(1), EventId(3)]);
         assert_eq!(rows.len(), 2);
+        // Hits are kept in order when held and passing; a removed row is not.
+        let hit = |id| Hit {
+            id: EventId(id),
+            score: 0.5,
+        };
+        let mut hits = vec![hit(3), hit(2), hit(1)];
+        rows.keep_passing(&by(vec![did(1), did(2)]), &mut hits);
+        assert_eq!(hits, vec![hit(3), hit(1)]);
+        rows.keep_passing(&by(vec![did(2)]), &mut hits);
+        assert_eq!(hits, vec![hit(1)]);
     }
 }
