@@ -1,6 +1,7 @@
 //! The `feed` command end to end (SPEC §7): exit statuses, ingest's report,
-//! export → ingest → export, and every read command's output against a
-//! replay into `MemoryEventStore`, on the lite and the reference backend.
+//! export → ingest → export, every read command's output against a replay
+//! into `MemoryEventStore` on the lite and the reference backend, and the
+//! two backends' output side by side on the same data.
 
 use std::io::Write;
 use std::path::Path;
@@ -590,4 +591,183 @@ fn text_search_finds_posts_by_meaning() {
         assert_eq!(*gid, w.view.event.id.0);
         assert!((gs - w.score as f64).abs() < 1e-4, "{gs} vs {}", w.score);
     }
+}
+
+/// Search and `similar` lines of two stores: the same hits with scores
+/// within 1e-4 and otherwise identical objects; hits whose scores tie
+/// within 1e-4 may come in either order, or either one at the cut.
+fn same_hits(cmd: &str, lite: &[String], reference: &[String]) {
+    assert_eq!(lite.len(), reference.len(), "{cmd}: number of hits");
+    let parse = |l: &String| -> (u64, f64, serde_json::Value) {
+        let mut v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+        let score = v["score"].as_f64().expect("score");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("score");
+        }
+        (v["id"].as_u64().expect("id"), score, v)
+    };
+    let l: Vec<_> = lite.iter().map(parse).collect();
+    let r: Vec<_> = reference.iter().map(parse).collect();
+    let last = r.last().map_or(0.0, |x| x.1);
+    for (i, (id, score, obj)) in l.iter().enumerate() {
+        assert!(
+            (score - r[i].1).abs() <= 1e-4,
+            "{cmd}: hit {i} scores {score} on lite, {} on reference",
+            r[i].1
+        );
+        match r.iter().find(|x| x.0 == *id) {
+            Some(x) => {
+                assert!(
+                    x.0 == r[i].0 || (x.1 - score).abs() <= 1e-4,
+                    "{cmd}: {id} ranked differently"
+                );
+                assert_eq!(obj, &x.2, "{cmd}: hit {id} differs");
+            }
+            None => assert!(
+                (score - last).abs() <= 1e-4,
+                "{cmd}: {id} (score {score}) missing from the reference's hits"
+            ),
+        }
+    }
+}
+
+/// Every SPEC §7 command on the same generated data in a lite and a
+/// reference store prints the same lines (search and `similar` scores
+/// within 1e-4; `stats` apart from bytes on disk).
+#[test]
+fn lite_and_reference_print_the_same_lines() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data.jsonl");
+    let lite = tmp.path().join("lite");
+    let reference = tmp.path().join("reference");
+    let events = gen_data(
+        &lite,
+        &data,
+        &["--events", "3000", "--seed", "5", "--vectors"],
+    );
+    for (store, backend) in [(&lite, "lite"), (&reference, "reference")] {
+        let i = feed(
+            store,
+            &["--backend", backend, "ingest", data.to_str().expect("path")],
+            None,
+        );
+        assert_eq!(
+            i.status.code(),
+            Some(0),
+            "{backend}: {}",
+            String::from_utf8_lossy(&i.stderr)
+        );
+        assert_eq!(
+            stdout(&i).trim(),
+            r#"{"accepted":3000,"duplicate":0,"rejected":0}"#
+        );
+    }
+
+    let posts: Vec<&FeedEvent> = events
+        .iter()
+        .filter(|e| e.kind == EventType::Post)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let authors: Vec<String> = events
+        .iter()
+        .map(|e| e.author.to_string())
+        .filter(|a| seen.insert(a.clone()))
+        .take(12)
+        .collect();
+    let tags: Vec<String> = events.iter().flat_map(|e| e.tags.clone()).take(8).collect();
+    let (t0, t1) = (events[0].ts, events[events.len() / 2].ts);
+    let mut exact: Vec<Vec<String>> = Vec::new();
+    let mut scored: Vec<Vec<String>> = Vec::new();
+    let cmd = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for p in posts.iter().step_by(120) {
+        let id = p.id.to_string();
+        for c in ["get", "versions", "thread", "counts"] {
+            exact.push(cmd(&[c, &id]));
+        }
+        scored.push(cmd(&["similar", &id, "--k", "7"]));
+    }
+    for a in &authors {
+        exact.push(cmd(&["timeline", a, "--limit", "20"]));
+        for c in ["author", "mentions", "following", "followers"] {
+            exact.push(cmd(&[c, a]));
+        }
+        scored.push(cmd(&["search", "good news", "--author", a, "--k", "5"]));
+    }
+    if let Some(p) = posts.get(posts.len() / 2) {
+        let cursor = format!("{}:{}", p.ts, p.id);
+        exact.push(cmd(&[
+            "timeline",
+            &authors[0],
+            "--limit",
+            "10",
+            "--before",
+            &cursor,
+        ]));
+    }
+    for t in &tags {
+        exact.push(cmd(&["tag", &format!("#{t}")]));
+    }
+    let filters = [
+        format!(
+            r#"{{"authors":["{}","{}"],"types":["post","reaction"],"limit":30}}"#,
+            authors[0], authors[1]
+        ),
+        format!(r#"{{"since":{t0},"until":{t1},"limit":100}}"#),
+        format!(r#"{{"tags":["{}"],"types":["post"]}}"#, tags[0]),
+    ];
+    for f in &filters {
+        exact.push(cmd(&["query", f]));
+        for w in ["minute", "hour", "day"] {
+            exact.push(cmd(&["buckets", f, "--width", w]));
+        }
+    }
+    exact.push(cmd(&["export"]));
+    let (since, until) = (t0.to_string(), t1.to_string());
+    for text in ["a quiet morning by the sea", "open source software", "x"] {
+        scored.push(cmd(&["search", text]));
+        scored.push(cmd(&["search", text, "--k", "50", "--type", "post"]));
+        scored.push(cmd(&["search", text, "--since", &since, "--until", &until]));
+    }
+
+    // Exit status, stdout lines and stderr of one command.
+    let run = |store: &Path, c: &[String]| -> (Option<i32>, Vec<String>, String) {
+        let args: Vec<&str> = c.iter().map(String::as_str).collect();
+        let o = feed(store, &args, None);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o.status.code(), lines(&o), err)
+    };
+    let mut nonempty = 0;
+    for c in &exact {
+        let l = run(&lite, c);
+        assert_eq!(l, run(&reference, c), "{c:?}");
+        assert_eq!(l.0, Some(0), "{c:?}: {}", l.2);
+        nonempty += usize::from(!l.1.is_empty());
+    }
+    // Most answers hold something, so the comparison is not of nothings.
+    assert!(
+        nonempty * 10 >= exact.len() * 7,
+        "{nonempty} of {}",
+        exact.len()
+    );
+    let mut hits = 0;
+    for c in &scored {
+        let (code, l, err) = run(&lite, c);
+        let (r_code, r, r_err) = run(&reference, c);
+        // `similar` on a deleted post is an error on both.
+        assert_eq!((code, &err), (r_code, &r_err), "{c:?}");
+        same_hits(&c.join(" "), &l, &r);
+        hits += l.len();
+    }
+    assert!(
+        hits >= scored.len(),
+        "{hits} hits in {} searches",
+        scored.len()
+    );
+    let stats = |store: &Path| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&run(store, &cmd(&["stats"])).1[0]).expect("stats JSON");
+        v.as_object_mut().expect("object").remove("bytes_on_disk");
+        v
+    };
+    assert_eq!(stats(&lite), stats(&reference));
 }
