@@ -129,6 +129,9 @@ enum Cmd {
     Export,
     /// Counts and sizes.
     Stats,
+    /// Verify the store: the backend's integrity check, every event read
+    /// back and re-checked, counts, the vector index; exit 4 on damage.
+    Check,
     /// Write a synthetic data set as JSON Lines.
     Gen {
         #[arg(long, default_value_t = 100_000)]
@@ -166,6 +169,16 @@ fn store_err(e: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: 4,
         err: e.into(),
+    }
+}
+
+/// A search failure: exit 4 when the store or the index could not be read,
+/// 1 otherwise (no embedder, no such post).
+fn search_err(e: feed_core::SearchError) -> Failure {
+    use feed_core::SearchError as S;
+    match e {
+        S::Store(_) | S::Index(_) => store_err(e),
+        _ => other(e),
     }
 }
 
@@ -486,7 +499,7 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                         why.unwrap_or_default()
                     )));
                 }
-                r => r.map_err(other)?,
+                r => r.map_err(search_err)?,
             };
             for h in hits {
                 line!("{}", hit_line(&h));
@@ -494,7 +507,7 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
             warn_if_lagging(&st).await.map_err(se)?;
         }
         Cmd::Similar { id, k } => {
-            for h in st.similar(EventId(*id), *k).await.map_err(other)? {
+            for h in st.similar(EventId(*id), *k).await.map_err(search_err)? {
                 line!("{}", hit_line(&h));
             }
             warn_if_lagging(&st).await.map_err(se)?;
@@ -503,6 +516,20 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
             let mut s = ev.export();
             while let Some(e) = s.next().await {
                 line!("{}", event_line(&e.map_err(se)?));
+            }
+        }
+        Cmd::Check => {
+            let r = st.check().await.map_err(se)?;
+            line!(
+                "{}",
+                serde_json::json!({"ok": r.problems.is_empty(), "events": r.events,
+                    "index_rows": r.index_rows, "index_lag": r.index_lag, "problems": r.problems})
+            );
+            if !r.problems.is_empty() {
+                return Err(store_err(anyhow!(
+                    "the store is damaged: {} problem(s), listed above",
+                    r.problems.len()
+                )));
             }
         }
         Cmd::Stats => {

@@ -120,17 +120,55 @@ pub async fn open(
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating {}", dir.display()))
                 .map_err(OpenError::Store)?;
+            // The backend's files first, then the note that names it: a
+            // store that names its backend always had its files made.
+            let store = open_backend(dir, &b, embedding)
+                .await
+                .map_err(OpenError::Store)?;
             let meta = serde_json::json!({ "backend": b, "format": 1 });
-            std::fs::write(dir.join(META_FILE), format!("{meta}\n"))
+            let tmp = dir.join(format!("{META_FILE}.tmp"));
+            std::fs::write(&tmp, format!("{meta}\n"))
+                .and_then(|()| std::fs::rename(&tmp, dir.join(META_FILE)))
                 .with_context(|| format!("writing {}", dir.join(META_FILE).display()))
                 .map_err(OpenError::Store)?;
-            b
+            return Ok((store, b));
         }
     };
+    check_files(dir, &backend).map_err(OpenError::Store)?;
     let store = open_backend(dir, &backend, embedding)
         .await
         .map_err(OpenError::Store)?;
     Ok((store, backend))
+}
+
+/// The events file of a store that names its backend must be there: a
+/// missing or emptied one is damage, not a new empty store (SQLite and
+/// DuckDB would quietly start one).
+fn check_files(dir: &Path, backend: &str) -> anyhow::Result<()> {
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    let (main, wal) = match backend {
+        "lite" => (dir.join("lite").join("events.sqlite"), "events.sqlite-wal"),
+        "reference" => (
+            dir.join("reference").join("events.duckdb"),
+            "events.duckdb.wal",
+        ),
+        _ => return Ok(()),
+    };
+    // SQLite in WAL mode may leave the main file empty until a checkpoint.
+    let wal_len = main.parent().and_then(|d| len(&d.join(wal))).unwrap_or(0);
+    match len(&main) {
+        Some(n) if n > 0 || wal_len > 0 => Ok(()),
+        Some(_) => bail!(
+            "the store is damaged: {} is empty, though {} names a {backend} store",
+            main.display(),
+            dir.join(META_FILE).display()
+        ),
+        None => bail!(
+            "the store is damaged: {} is missing, though {} names a {backend} store",
+            main.display(),
+            dir.join(META_FILE).display()
+        ),
+    }
 }
 
 async fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow::Result<Store> {

@@ -24,7 +24,7 @@ pub mod traits;
 pub mod validate;
 pub mod worker;
 
-pub use facade::{FeedStore, IngestReport, SearchError, SearchHit, SearchQuery};
+pub use facade::{CheckReport, FeedStore, IngestReport, SearchError, SearchHit, SearchQuery};
 pub use memory::{MemoryEventStore, PlantedBug};
 pub use memvec::MemoryVectorIndex;
 pub use model::*;

@@ -195,6 +195,13 @@ pub trait EventStore: Send + Sync {
     /// The highest arrival number given so far (0 for an empty store).
     async fn log_head(&self) -> Result<u64, StoreError>;
 
+    /// The backend's own integrity check (page structure, checksums) beyond
+    /// reading every event back; each problem found as a sentence. The
+    /// default finds nothing.
+    async fn check_integrity(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Makes everything appended so far durable (a no-op where `append`
     /// already is).
     async fn flush(&self) -> Result<(), StoreError>;
@@ -341,6 +348,9 @@ macro_rules! forward_event_store {
             }
             async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
                 (**self).stored(id).await
+            }
+            async fn check_integrity(&self) -> Result<Vec<String>, StoreError> {
+                (**self).check_integrity().await
             }
             async fn stored_many(
                 &self,

@@ -184,7 +184,33 @@ fn schema() -> SchemaRef {
 
 impl LanceVectorIndex {
     /// Opens (creating when absent) the index in `dir`.
+    ///
+    /// A damaged table can make Lance panic while it opens (lance 14.0.2
+    /// subtracts with overflow on a cut manifest, which builds with overflow
+    /// checks trap); such a panic is returned as an error, not unwound into
+    /// the caller.
     pub async fn open(dir: &Path, cfg: LanceConfig) -> Result<LanceVectorIndex, IndexError> {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(Self::open_table(dir, cfg))
+            .catch_unwind()
+            .await
+        {
+            Ok(opened) => opened,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Err(IndexError::Backend(format!(
+                    "the Lance table in {} could not be read ({why})",
+                    dir.display()
+                )))
+            }
+        }
+    }
+
+    async fn open_table(dir: &Path, cfg: LanceConfig) -> Result<LanceVectorIndex, IndexError> {
         fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let uri = dir
             .to_str()

@@ -230,6 +230,10 @@ impl EventStore for SqliteEventStore {
         self.worker.run(|c| sql::log_head(c)).await
     }
 
+    async fn check_integrity(&self) -> Result<Vec<String>, StoreError> {
+        self.worker.run(|c| sql::integrity(c)).await
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         // Every append commits; with SyncMode::Normal a checkpoint makes the
         // WAL's content part of the main file.

@@ -815,6 +815,19 @@ pub(crate) fn buckets(c: &Connection, f: &Filter, width: BucketWidth) -> Res<Vec
         .collect())
 }
 
+/// SQLite's `PRAGMA integrity_check`: each problem it reports (none when
+/// it answers `ok`).
+pub(crate) fn integrity(c: &Connection) -> Res<Vec<String>> {
+    let mut stmt = c.prepare("PRAGMA integrity_check")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let found: Vec<String> = rows.collect::<Result<_, _>>()?;
+    Ok(found
+        .into_iter()
+        .filter(|l| l != "ok")
+        .map(|l| format!("SQLite integrity check: {l}"))
+        .collect())
+}
+
 pub(crate) fn stats(c: &Connection, dir: &Path) -> Res<StoreStats> {
     let mut s = StoreStats {
         stored: c
