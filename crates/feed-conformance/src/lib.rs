@@ -13,6 +13,7 @@ pub mod crash;
 pub mod diff;
 pub mod events;
 pub mod gen;
+pub mod hostile;
 pub mod indexing;
 pub mod oracle;
 pub mod ranking;
@@ -24,6 +25,7 @@ pub use crash::{
 };
 pub use diff::compare_stores;
 pub use events::{event_store_suite, run_event_store_suite, StoreFactory, SuiteConfig};
+pub use hostile::{hostile_input_suite, run_hostile_input_suite};
 pub use indexing::{check_index, HashEmbedder, IndexCrash, IndexCrashReport};
 pub use vectors::{
     assert_recall, vector_index_suite, vector_recall, EmbeddingLike, IndexFactory, RecallReport,

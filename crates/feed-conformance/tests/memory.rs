@@ -1,11 +1,18 @@
 //! The in-memory backends pass the full suites.
 
 use feed_conformance::memory::{MemoryIndexes, MemoryStores};
-use feed_conformance::{assert_recall, run_event_store_suite, vector_index_suite};
+use feed_conformance::{
+    assert_recall, run_event_store_suite, run_hostile_input_suite, vector_index_suite,
+};
 
 #[test]
 fn memory_event_store_passes_the_suite() {
     run_event_store_suite(&MemoryStores);
+}
+
+#[test]
+fn memory_event_store_takes_hostile_input() {
+    run_hostile_input_suite(&MemoryStores);
 }
 
 #[test]

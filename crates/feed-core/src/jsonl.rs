@@ -53,15 +53,72 @@ pub fn parse_line(line: &str) -> Result<FeedEvent, Rejection> {
             ),
         ));
     }
-    let value: Value = serde_json::from_str(line)
+    // A key given twice is refused: parsers disagree on which value wins,
+    // so such a line could mean one event here and another wherever it is
+    // relayed.
+    let top: Top = serde_json::from_str(line)
         .map_err(|e| Rejection::new(ErrorCode::BadJson, format!("not JSON: {e}")))?;
-    let Value::Object(obj) = value else {
+    let Top::Object(obj) = top else {
         return Err(Rejection::new(
             ErrorCode::BadJson,
             "an event is a JSON object",
         ));
     };
     parse_object(&obj)
+}
+
+/// A line's top-level JSON value: an object whose keys are all distinct,
+/// or anything else (skipped over, not kept).
+enum Top {
+    Object(Map<String, Value>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Top {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = Top;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Top, A::Error> {
+                let mut out = Map::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    let v: Value = m.next_value()?;
+                    if out.contains_key(&k) {
+                        return Err(A::Error::custom(format!("key {k:?} given twice")));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(Top::Object(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Top, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Top::Other)
+            }
+            fn visit_bool<E: Error>(self, _: bool) -> Result<Top, E> {
+                Ok(Top::Other)
+            }
+            fn visit_i64<E: Error>(self, _: i64) -> Result<Top, E> {
+                Ok(Top::Other)
+            }
+            fn visit_u64<E: Error>(self, _: u64) -> Result<Top, E> {
+                Ok(Top::Other)
+            }
+            fn visit_f64<E: Error>(self, _: f64) -> Result<Top, E> {
+                Ok(Top::Other)
+            }
+            fn visit_str<E: Error>(self, _: &str) -> Result<Top, E> {
+                Ok(Top::Other)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Top, E> {
+                Ok(Top::Other)
+            }
+        }
+        d.deserialize_any(Any)
+    }
 }
 
 /// Parses an already-decoded JSON object into an event (see [`parse_line`]).

@@ -1,20 +1,28 @@
 //! SqliteEventStore passes the conformance suite, reopens included.
 
 use feed_conformance::dirs::DirStores;
-use feed_conformance::run_event_store_suite;
+use feed_conformance::{run_event_store_suite, run_hostile_input_suite};
 use feed_sqlite_lite::{SqliteConfig, SqliteEventStore, TimelinePlan};
 
-fn suite(timeline: TimelinePlan) {
+fn stores(timeline: TimelinePlan) -> DirStores<SqliteEventStore> {
     let config = SqliteConfig {
         timeline,
         ..SqliteConfig::default()
     };
-    let stores = DirStores::new(
+    DirStores::new(
         Box::new(move |dir| SqliteEventStore::open(dir, &config)),
         SqliteEventStore::dir,
     )
-    .expect("temp dir");
-    run_event_store_suite(&stores);
+    .expect("temp dir")
+}
+
+fn suite(timeline: TimelinePlan) {
+    run_event_store_suite(&stores(timeline));
+}
+
+#[test]
+fn sqlite_event_store_takes_hostile_input() {
+    run_hostile_input_suite(&stores(TimelinePlan::Auto));
 }
 
 #[test]
