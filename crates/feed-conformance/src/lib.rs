@@ -12,6 +12,7 @@
 pub mod crash;
 pub mod diff;
 pub mod events;
+pub mod fuzz;
 pub mod gen;
 pub mod hostile;
 pub mod indexing;
