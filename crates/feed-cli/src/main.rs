@@ -7,6 +7,7 @@
 
 mod bench;
 mod gen;
+mod progress;
 mod store;
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
@@ -381,13 +382,16 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
             serde_json::json!({"store": cli.store, "backend": backend})
         ),
         Cmd::Ingest { file, batch } => {
+            // Progress on a terminal: bytes read of the file's size.
             let reader: Box<dyn BufRead> = match file {
-                Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufReader::new(
-                    std::fs::File::open(p)
+                Some(p) if p.as_os_str() != "-" => {
+                    let f = std::fs::File::open(p)
                         .with_context(|| format!("opening {}", p.display()))
-                        .map_err(usage)?,
-                )),
-                _ => Box::new(std::io::stdin().lock()),
+                        .map_err(usage)?;
+                    let total = f.metadata().ok().map(|m| m.len());
+                    Box::new(progress::Reading::stderr(std::io::BufReader::new(f), total))
+                }
+                _ => Box::new(progress::Reading::stderr(std::io::stdin().lock(), None)),
             };
             let report = st.ingest(reader, *batch).await.map_err(se)?;
             for (line, id, r) in &report.rejections {
