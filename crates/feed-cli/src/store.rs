@@ -1,6 +1,6 @@
 //! Opening a store directory with the backend it remembers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
@@ -145,17 +145,12 @@ pub async fn open(
 /// missing or emptied one is damage, not a new empty store (SQLite and
 /// DuckDB would quietly start one).
 fn check_files(dir: &Path, backend: &str) -> anyhow::Result<()> {
-    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
-    let (main, wal) = match backend {
-        "lite" => (dir.join("lite").join("events.sqlite"), "events.sqlite-wal"),
-        "reference" => (
-            dir.join("reference").join("events.duckdb"),
-            "events.duckdb.wal",
-        ),
-        _ => return Ok(()),
+    let Some((main, wal)) = events_files(dir, backend) else {
+        return Ok(());
     };
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
     // SQLite in WAL mode may leave the main file empty until a checkpoint.
-    let wal_len = main.parent().and_then(|d| len(&d.join(wal))).unwrap_or(0);
+    let wal_len = len(&wal).unwrap_or(0);
     match len(&main) {
         Some(n) if n > 0 || wal_len > 0 => Ok(()),
         Some(_) => bail!(
@@ -168,6 +163,26 @@ fn check_files(dir: &Path, backend: &str) -> anyhow::Result<()> {
             main.display(),
             dir.join(META_FILE).display()
         ),
+    }
+}
+
+/// A backend's events file and its write-ahead log, by the backend
+/// crate's own file name.
+fn events_files(dir: &Path, backend: &str) -> Option<(PathBuf, PathBuf)> {
+    match backend {
+        #[cfg(feature = "lite")]
+        "lite" => {
+            let d = dir.join("lite");
+            let wal = d.join(format!("{}-wal", feed_sqlite_lite::DB_FILE));
+            Some((d.join(feed_sqlite_lite::DB_FILE), wal))
+        }
+        #[cfg(feature = "reference")]
+        "reference" => {
+            let d = dir.join("reference");
+            let wal = d.join(format!("{}.wal", feed_duckdb::DB_FILE));
+            Some((d.join(feed_duckdb::DB_FILE), wal))
+        }
+        _ => None,
     }
 }
 

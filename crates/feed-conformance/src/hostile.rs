@@ -65,7 +65,7 @@ fn aimed(id: u64, kind: EventType, author: Did, ts: i64, parent: u64) -> FeedEve
     }
 }
 
-/// The hostile input, in order; ids 1..=40.
+/// The hostile input, in order; ids 0..=28 and a missing target, 999.
 fn lines(now: i64) -> Vec<Line> {
     let t = |n: i64| now - 1_000_000_000_000 + n * 1_000_000;
     let mut out = Vec::new();

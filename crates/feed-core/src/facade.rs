@@ -362,10 +362,11 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
         if let Some(index) = &sh.index {
             match index.ids().await {
                 Err(e) => problems.push(format!("the vector index cannot list its rows: {e}")),
+                // A lagging index may still hold posts deleted since.
+                Ok(held) if status.lag > 0 => index_rows = Some(held.len() as u64),
                 Ok(held) => {
                     index_rows = Some(held.len() as u64);
-                    // A lagging index may still hold posts deleted since.
-                    for chunk in held.chunks(256).filter(|_| status.lag == 0) {
+                    for chunk in held.chunks(256) {
                         let got = sh.events.get_many(chunk).await?;
                         for (id, entry) in chunk.iter().zip(got) {
                             if !matches!(&entry, Some(Entry::Live(v)) if v.event.kind == EventType::Post)
