@@ -393,7 +393,15 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                 }
                 _ => Box::new(progress::Reading::stderr(std::io::stdin().lock(), None)),
             };
-            let report = st.ingest(reader, *batch).await.map_err(se)?;
+            let (report, failure) = match st.ingest(reader, *batch).await {
+                Ok(r) => (r, None),
+                // Say what was stored before the stop, then why it stopped.
+                Err(e) => {
+                    let resume = e.resume;
+                    let msg = format!("{e}");
+                    (e.report, Some((resume, msg)))
+                }
+            };
             for (line, id, r) in &report.rejections {
                 eprintln!(
                     "{}",
@@ -404,6 +412,17 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
                 "{}",
                 serde_json::json!({"accepted": report.accepted, "duplicate": report.duplicate, "rejected": report.rejected})
             );
+            if let Some((resume, msg)) = failure {
+                out.flush().map_err(other)?;
+                let hint = match resume {
+                    Some(line) => format!(
+                        "; the summary above counts the lines before {line}: run the ingest again \
+                         (stored lines come back as duplicates) once the cause is mended"
+                    ),
+                    None => String::new(),
+                };
+                return Err(store_err(anyhow!("{msg}{hint}")));
+            }
             // Stored either way; say so when search cannot see all of it yet.
             warn_if_lagging(&st).await.map_err(se)?;
             ev.close().await.map_err(se)?;

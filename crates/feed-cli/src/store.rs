@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use feed_core::{Embedder, EventStore, FeedStore, VectorIndex};
+use feed_core::{
+    Embedder, Embedding as Vector, EventId, EventStore, FeedStore, Hit, IndexError, SearchMode,
+    VectorFilter, VectorIndex,
+};
 
 /// The facade over whichever backend the store uses.
 pub type Store = FeedStore<Box<dyn EventStore>, Box<dyn VectorIndex>>;
@@ -205,10 +208,11 @@ async fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow
                 &dir.join("lite").join("vectors"),
                 feed_sqlite_lite::UsearchConfig::default(),
             )
-            .with_context(|| format!("opening the lite vector index in {}", dir.display()))?;
+            .map(|v| Box::new(v) as Box<dyn VectorIndex>)
+            .with_context(|| format!("opening the lite vector index in {}", dir.display()));
             Ok(FeedStore::new(
                 Box::new(events),
-                Some(Box::new(vectors)),
+                Some(or_unavailable(vectors)),
                 embedder(embedding).ok(),
             ))
         }
@@ -224,13 +228,70 @@ async fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow
                 feed_lance::LanceConfig::default(),
             )
             .await
-            .with_context(|| format!("opening the reference vector index in {}", dir.display()))?;
+            .map(|v| Box::new(v) as Box<dyn VectorIndex>)
+            .with_context(|| format!("opening the reference vector index in {}", dir.display()));
             Ok(FeedStore::new(
                 Box::new(events),
-                Some(Box::new(vectors)),
+                Some(or_unavailable(vectors)),
                 embedder(embedding).ok(),
             ))
         }
         other => bail!("backend {other:?} is not compiled into this binary"),
+    }
+}
+
+/// The opened vector index, or one that fails every call with the reason
+/// it could not be opened (a full disk, a damaged file). The index is
+/// derived from the events, so a store whose index will not open still
+/// reads, exports and takes new events; `stats` and `check` report the
+/// reason with the index lag, and `search` fails with it.
+#[allow(dead_code)] // unused when no backend is compiled in
+fn or_unavailable(opened: anyhow::Result<Box<dyn VectorIndex>>) -> Box<dyn VectorIndex> {
+    opened.unwrap_or_else(|e| {
+        Box::new(UnavailableIndex {
+            reason: format!("{e:#}"),
+        })
+    })
+}
+
+/// A vector index that could not be opened: every call fails with why.
+struct UnavailableIndex {
+    reason: String,
+}
+
+impl UnavailableIndex {
+    fn fail<T>(&self) -> Result<T, IndexError> {
+        Err(IndexError::Backend(self.reason.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl VectorIndex for UnavailableIndex {
+    async fn upsert(&self, _: Vec<feed_core::VectorRecord>) -> Result<(), IndexError> {
+        self.fail()
+    }
+    async fn remove(&self, _: &[EventId]) -> Result<(), IndexError> {
+        self.fail()
+    }
+    async fn search(&self, _: &Vector, _: &VectorFilter, _: usize) -> Result<Vec<Hit>, IndexError> {
+        self.fail()
+    }
+    async fn ids(&self) -> Result<Vec<EventId>, IndexError> {
+        self.fail()
+    }
+    async fn len(&self) -> Result<usize, IndexError> {
+        self.fail()
+    }
+    async fn flush(&self) -> Result<(), IndexError> {
+        self.fail()
+    }
+    fn mode(&self) -> SearchMode {
+        SearchMode::Exact
+    }
+    async fn checkpoint(&self) -> Result<u64, IndexError> {
+        self.fail()
+    }
+    async fn set_checkpoint(&self, _: u64) -> Result<(), IndexError> {
+        self.fail()
     }
 }

@@ -3,47 +3,14 @@
 //! into `MemoryEventStore` on the lite and the reference backend, and the
 //! two backends' output side by side on the same data.
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+
+use common::{feed, feed_env, lines, stdout};
 
 use feed_core::jsonl::{entry_line, event_line, parse_line, view_line, Extras};
 use feed_core::{EventStore, EventType, FeedEvent, MemoryEventStore};
-
-fn feed(store: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    feed_env(store, args, stdin, &[])
-}
-
-fn feed_env(store: &Path, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_feed"));
-    cmd.arg("--store").arg(store).args(args);
-    cmd.envs(env.iter().copied());
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("feed runs");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-    }
-    child.wait_with_output().expect("feed finishes")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("UTF-8 output")
-}
-
-fn lines(o: &Output) -> Vec<String> {
-    stdout(o).lines().map(str::to_owned).collect()
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -5,20 +5,11 @@
 //! panic; `feed check` exits 0 or 4; and whatever `feed check` passes
 //! still exports exactly what was stored.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn feed(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_feed"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("feed runs")
-}
+use std::path::{Path, PathBuf};
+
+use common::feed;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -121,6 +112,7 @@ fn damaged_stores_fail_cleanly(backend: &str, targets: &[&str]) {
             "--out",
             data.to_str().expect("path"),
         ],
+        None,
     );
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
     // The last 50 events are ingested again after the damage.
@@ -132,6 +124,7 @@ fn damaged_stores_fail_cleanly(backend: &str, targets: &[&str]) {
     let i = feed(
         &intact,
         &["--backend", backend, "ingest", data.to_str().expect("path")],
+        None,
     );
     assert_eq!(
         i.status.code(),
@@ -139,8 +132,8 @@ fn damaged_stores_fail_cleanly(backend: &str, targets: &[&str]) {
         "{}",
         String::from_utf8_lossy(&i.stderr)
     );
-    let want = feed(&intact, &["export"]).stdout;
-    let c = feed(&intact, &["check"]);
+    let want = feed(&intact, &["export"], None).stdout;
+    let c = feed(&intact, &["check"], None);
     assert_eq!(c.status.code(), Some(0), "the intact store passes check");
 
     let mut cases = 0;
@@ -164,10 +157,10 @@ fn damaged_stores_fail_cleanly(backend: &str, targets: &[&str]) {
                 damage(&dir.join(rel), how);
             }
             let case = format!("{backend}: {how:?} {target}");
-            let check = feed(&dir, &["check"]);
-            let export = feed(&dir, &["export"]);
-            let search = feed(&dir, &["search", "a quiet morning", "--k", "3"]);
-            let ingest = feed(&dir, &["ingest", more.to_str().expect("path")]);
+            let check = feed(&dir, &["check"], None);
+            let export = feed(&dir, &["export"], None);
+            let search = feed(&dir, &["search", "a quiet morning", "--k", "3"], None);
+            let ingest = feed(&dir, &["ingest", more.to_str().expect("path")], None);
             for (what, o, allowed) in [
                 ("check", &check, &[0, 4][..]),
                 ("export", &export, &[0, 4][..]),

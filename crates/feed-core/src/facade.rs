@@ -118,6 +118,23 @@ pub struct IngestReport {
     pub rejections: Vec<(u64, Option<u64>, Rejection)>,
 }
 
+/// An [`FeedStore::ingest`] stopped by a failure: what it did before.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", match .resume {
+    Some(line) => format!("stopped at line {line}: it and every line after it are not stored"),
+    None => "every line is stored, but making the store durable failed".to_string(),
+})]
+pub struct IngestError {
+    /// What happened to the lines before the stop.
+    pub report: IngestReport,
+    /// The first line not stored; `None` when every line was stored and
+    /// the final flush failed.
+    pub resume: Option<u64>,
+    /// The failure.
+    #[source]
+    pub source: StoreError,
+}
+
 /// How far the vector index is behind the event store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IndexStatus {
@@ -391,19 +408,61 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
     /// Reads JSON Lines from `reader` and appends them in batches of
     /// `batch_size`. Blank lines are skipped; each bad line is reported with
     /// its number and the rest is stored. Flushes before returning.
+    ///
+    /// A failure to read the input or to store a batch (a full disk, say)
+    /// stops the ingest: the error carries what was done before it and the
+    /// first line not stored, from which a second run can resume (or it
+    /// can run the whole input again: stored lines come back duplicates).
     pub async fn ingest<R: BufRead>(
+        &self,
+        reader: R,
+        batch_size: usize,
+    ) -> Result<IngestReport, IngestError> {
+        let mut report = IngestReport::default();
+        let mut resume = None;
+        let outcome = self
+            .ingest_into(reader, batch_size, &mut report, &mut resume)
+            .await;
+        report.rejections.sort_by_key(|(n, _, _)| *n);
+        match outcome {
+            Ok(()) => Ok(report),
+            Err(source) => {
+                // Only what happened to the lines before the stop.
+                if let Some(r) = resume {
+                    report.rejections.retain(|(n, _, _)| *n < r);
+                    report.rejected = report.rejections.len() as u64;
+                }
+                Err(IngestError {
+                    report,
+                    resume,
+                    source,
+                })
+            }
+        }
+    }
+
+    async fn ingest_into<R: BufRead>(
         &self,
         mut reader: R,
         batch_size: usize,
-    ) -> Result<IngestReport, StoreError> {
-        let mut report = IngestReport::default();
+        report: &mut IngestReport,
+        resume: &mut Option<u64>,
+    ) -> Result<(), StoreError> {
         let mut batch: Vec<(u64, FeedEvent)> = Vec::new();
         let mut line_no = 0u64;
         let mut buf = Vec::new();
+        // The first line not stored yet: the pending batch's first, or the
+        // next one to read.
+        let unstored = |batch: &[(u64, FeedEvent)], line_no: u64| {
+            batch.first().map_or(line_no + 1, |(n, _)| *n)
+        };
         loop {
-            let more = read_capped_line(&mut reader, &mut buf).map_err(|e| StoreError::Io {
-                context: format!("reading line {}", line_no + 1),
-                source: e,
+            let more = read_capped_line(&mut reader, &mut buf).map_err(|e| {
+                *resume = Some(unstored(&batch, line_no));
+                StoreError::Io {
+                    context: format!("reading line {}", line_no + 1),
+                    source: e,
+                }
             })?;
             if !more {
                 break;
@@ -429,16 +488,18 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
                 }
             }
             if batch.len() >= batch_size.max(1) {
-                self.ingest_batch(std::mem::take(&mut batch), &mut report)
+                *resume = Some(unstored(&batch, line_no));
+                self.ingest_batch(std::mem::take(&mut batch), report)
                     .await?;
             }
         }
         if !batch.is_empty() {
-            self.ingest_batch(batch, &mut report).await?;
+            *resume = Some(unstored(&batch, line_no));
+            self.ingest_batch(batch, report).await?;
         }
-        report.rejections.sort_by_key(|(n, _, _)| *n);
-        self.flush().await?;
-        Ok(report)
+        // Every line is stored; a failure now is the flush's.
+        *resume = None;
+        self.flush().await
     }
 
     async fn ingest_batch(

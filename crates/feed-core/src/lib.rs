@@ -24,7 +24,9 @@ pub mod traits;
 pub mod validate;
 pub mod worker;
 
-pub use facade::{CheckReport, FeedStore, IngestReport, SearchError, SearchHit, SearchQuery};
+pub use facade::{
+    CheckReport, FeedStore, IngestError, IngestReport, SearchError, SearchHit, SearchQuery,
+};
 pub use memory::{MemoryEventStore, PlantedBug};
 pub use memvec::MemoryVectorIndex;
 pub use model::*;

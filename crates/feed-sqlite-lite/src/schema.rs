@@ -87,8 +87,41 @@ pub(crate) fn connect(path: &Path, cfg: &SqliteConfig) -> Result<Connection, rus
     conn.pragma_update(None, "cache_size", -(cfg.cache_kib as i64))?;
     conn.pragma_update(None, "mmap_size", cfg.mmap_bytes as i64)?;
     conn.pragma_update(None, "temp_store", "FILE")?;
+    // A closed store keeps its WAL file trimmed to at most this size.
+    conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
+    keep_wal_files(&conn)?;
     conn.set_prepared_statement_cache_capacity(48);
     Ok(conn)
+}
+
+/// Bytes of write-ahead log kept on disk when the store is closed.
+const WAL_KEEP_BYTES: i64 = 4 << 20;
+
+/// Keeps the `-wal` and `-shm` files when the last connection closes
+/// (`SQLITE_FCNTL_PERSIST_WAL`). SQLite deletes them by default, and the
+/// next open must then create a 32 KiB `-shm` file before it can read at
+/// all: on a full disk that fails and a store that was readable when
+/// closed could no longer be opened even to export it.
+fn keep_wal_files(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: `conn.handle()` is this open connection's live handle and
+    // `on` outlives the call; PERSIST_WAL reads and writes one int.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::ffi::c_int).cast(),
+        )
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            Some("keeping the WAL files (SQLITE_FCNTL_PERSIST_WAL)".into()),
+        ))
+    }
 }
 
 pub(crate) fn open(path: &Path, cfg: &SqliteConfig) -> Result<Connection, StoreError> {
@@ -101,8 +134,12 @@ pub(crate) fn open(path: &Path, cfg: &SqliteConfig) -> Result<Connection, StoreE
                 path.display()
             ))));
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", VERSION)?;
+        // An opened store that is already current is only read: opening
+        // must work on a full disk.
+        if version < VERSION {
+            conn.execute_batch(SCHEMA)?;
+            conn.pragma_update(None, "user_version", VERSION)?;
+        }
         Ok(conn)
     };
     inner().map_err(StoreError::from)
