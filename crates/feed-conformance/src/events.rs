@@ -7,8 +7,8 @@ use futures::StreamExt;
 
 use feed_core::validate::now_ns;
 use feed_core::{
-    AppendStatus, Cursor, Did, Entry, EventId, EventStore, EventType, EventView, FeedEvent,
-    FeedStore, MemoryVectorIndex, SearchQuery, StoreError, VectorFilter,
+    AppendStatus, Cursor, Did, Entry, ErrorCode, EventId, EventStore, EventType, EventView,
+    FeedEvent, FeedStore, MemoryVectorIndex, SearchQuery, StoreError, VectorFilter,
 };
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRng, TestRunner};
 
@@ -449,24 +449,58 @@ async fn fixed_scenarios<F: StoreFactory>(factory: &F) -> Result<(), String> {
     if c.map(|c| (c.replies, c.thread_size)) != Some((1, 10_049)) {
         return Err(format!("10,050-deep chain: counts {c:?}"));
     }
-    // A cycle of 1,000 posts, every one arriving before its parent.
+    // Parent cycles of 2, 3, 10, 100 and 1,000 posts in one store, every
+    // post arriving before its parent (post k's parent is k + 1, the last
+    // one's is the first): a thread from any member holds the whole cycle
+    // once and stops where it would re-enter its root. A cycle of one, a
+    // post that is its own parent, is rejected `bad_field`.
     let s = factory.create().await.map_err(err("create"))?;
-    append_all(
-        &s,
-        (1..=1_000)
-            .map(|i| post(i, Some(if i == 1_000 { 1 } else { i + 1 })))
-            .collect(),
-    )
-    .await?;
-    let t = s.thread(EventId(1)).await.map_err(err("thread"))?;
-    check_depths("1,000-cycle", &t, 1_000, false)?;
-    let depths: Vec<u32> = t.nodes.iter().map(|n| n.depth).collect();
-    // Root 1; its child is 1,000 (depth 1), whose child is 999 (depth 2)…
-    let want: Vec<u32> = std::iter::once(0)
-        .chain((2..=1_000).map(|i| 1_001 - i))
-        .collect();
-    if depths != want {
-        return Err("1,000-cycle: depths wrong".into());
+    let own = s
+        .append(vec![post(10_001, Some(10_001))])
+        .await
+        .map_err(err("append"))?;
+    if !matches!(own.as_slice(), [AppendStatus::Rejected(r)] if r.code == ErrorCode::BadField) {
+        return Err(format!(
+            "a post that is its own parent: {own:?}, want bad_field"
+        ));
+    }
+    let cycles: [(u64, u64); 5] = [
+        (2, 20_000),
+        (3, 30_000),
+        (10, 40_000),
+        (100, 50_000),
+        (1_000, 60_000),
+    ];
+    let mut evs = Vec::new();
+    for (len, base) in cycles {
+        evs.extend(
+            (1..=len).map(|k| post(base + k, Some(base + if k == len { 1 } else { k + 1 }))),
+        );
+    }
+    append_all(&s, evs).await?;
+    for (len, base) in cycles {
+        let what = format!("{len}-cycle");
+        let t = s.thread(EventId(base + 1)).await.map_err(err("thread"))?;
+        check_depths(&what, &t, len as usize, false)?;
+        let depths: Vec<u32> = t.nodes.iter().map(|n| n.depth).collect();
+        // Root k = 1; its child is the last post (depth 1), whose child is
+        // the one before it (depth 2)…; nodes come oldest first after the root.
+        let want: Vec<u32> = std::iter::once(0)
+            .chain((2..=len).map(|k| (len + 1 - k) as u32))
+            .collect();
+        if depths != want {
+            return Err(format!("{what}: depths {depths:?}, want {want:?}"));
+        }
+        let mid = base + len.div_ceil(2);
+        let t = s.thread(EventId(mid)).await.map_err(err("thread"))?;
+        check_depths(&format!("{what} from its middle"), &t, len as usize, false)?;
+        let c = s.counts(EventId(base + 1)).await.map_err(err("counts"))?;
+        if c.map(|c| c.thread_size) != Some(len - 1) {
+            return Err(format!(
+                "{what}: counts {c:?}, want a thread size of {}",
+                len - 1
+            ));
+        }
     }
     // 10,050 direct replies, the root deleted: placeholder root, truncated.
     let s = factory.create().await.map_err(err("create"))?;
