@@ -319,22 +319,31 @@ fn insert(c: &Connection, ev: &FeedEvent, target: Option<TargetRef>) -> Res<()> 
     Ok(())
 }
 
-/// Ids of the live edits in effect on a post, oldest first. `ev_parent`
-/// is named because the planner otherwise walks all of a prolific author's
-/// edits through `ev_author`.
+/// Ids of the live edits in effect on a post, oldest first (only the
+/// newest with `newest_only`). `ev_parent` is named because the planner
+/// otherwise walks all of a prolific author's edits through `ev_author`.
+/// The few rows are ordered here: an `ORDER BY` would make SQLite build a
+/// temporary b-tree on every call, and this runs for every post shown.
 fn edit_ids(c: &Connection, post: &Rec, newest_only: bool) -> Res<Vec<i64>> {
-    let sql = if newest_only {
-        "SELECT id FROM events INDEXED BY ev_parent \
-         WHERE parent = ?1 AND kind = 5 AND author = ?2 AND deleted = 0 \
-         ORDER BY ts DESC, id DESC LIMIT 1"
-    } else {
-        "SELECT id FROM events INDEXED BY ev_parent \
-         WHERE parent = ?1 AND kind = 5 AND author = ?2 AND deleted = 0 \
-         ORDER BY ts, id"
-    };
-    let mut stmt = c.prepare_cached(sql)?;
-    let rows = stmt.query_map(params![key(post.ev.id), post.author_n], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut stmt = c.prepare_cached(
+        "SELECT ts, id FROM events INDEXED BY ev_parent \
+         WHERE parent = ?1 AND kind = 5 AND author = ?2 AND deleted = 0",
+    )?;
+    let rows = stmt.query_map(params![key(post.ev.id), post.author_n], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let mut edits: Vec<(i64, i64)> = rows.collect::<Result<_, _>>()?;
+    if newest_only {
+        // Ids are stored as `key(id)`, which keeps u64 order.
+        return Ok(edits
+            .into_iter()
+            .max()
+            .map(|(_, id)| id)
+            .into_iter()
+            .collect());
+    }
+    edits.sort_unstable();
+    Ok(edits.into_iter().map(|(_, id)| id).collect())
 }
 
 /// Live edits in effect on a post, oldest first.
