@@ -474,15 +474,23 @@ impl Inner {
         let tx = c.unchecked_transaction().map_err(sql_err)?;
         let mut gone = Vec::new();
         {
+            // A lookup, then a delete only of what is held: most removals
+            // are of posts that never had a vector, and `RETURNING` would
+            // make SQLite build a temporary b-tree for each.
+            let mut find = tx
+                .prepare_cached("SELECT seq FROM vec WHERE id = ?1")
+                .map_err(sql_err)?;
             let mut del = tx
-                .prepare_cached("DELETE FROM vec WHERE id = ?1 RETURNING seq")
+                .prepare_cached("DELETE FROM vec WHERE id = ?1")
                 .map_err(sql_err)?;
             for id in ids {
-                if let Some(s) = del
-                    .query_row([key_sql(id.0)], |r| r.get::<_, i64>(0))
+                let k = key_sql(id.0);
+                if let Some(s) = find
+                    .query_row([k], |r| r.get::<_, i64>(0))
                     .optional()
                     .map_err(sql_err)?
                 {
+                    del.execute([k]).map_err(sql_err)?;
                     gone.push((id.0, s));
                 }
             }
