@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Row};
 
 use feed_core::thread::{pick_thread_nodes, ReachedNode};
 use feed_core::validate::{
@@ -167,28 +167,10 @@ fn did_lookup(c: &Connection, did: &Did) -> Res<Option<i64>> {
         .optional()?)
 }
 
-fn did_number(c: &Connection, did: &Did) -> Res<i64> {
-    if let Some(n) = did_lookup(c, did)? {
-        return Ok(n);
-    }
-    c.prepare_cached("INSERT INTO dids(did) VALUES (?1)")?
-        .execute(params![&did.0[..]])?;
-    Ok(c.last_insert_rowid())
-}
-
 fn tag_lookup(c: &Connection, tag: &str) -> Res<Option<i64>> {
     Ok(c.prepare_cached("SELECT n FROM tag_names WHERE tag = ?1")?
         .query_row(params![tag], |r| r.get(0))
         .optional()?)
-}
-
-fn tag_number(c: &Connection, tag: &str) -> Res<i64> {
-    if let Some(n) = tag_lookup(c, tag)? {
-        return Ok(n);
-    }
-    c.prepare_cached("INSERT INTO tag_names(tag) VALUES (?1)")?
-        .execute(params![tag])?;
-    Ok(c.last_insert_rowid())
 }
 
 fn embedding_blob(e: &Embedding) -> Vec<u8> {
@@ -197,73 +179,157 @@ fn embedding_blob(e: &Embedding) -> Vec<u8> {
 
 pub(crate) fn append(c: &mut Connection, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus>> {
     let tx = c.transaction()?;
-    let out = append_with(batch, now_ns(), &mut Tx(&tx))?;
+    let out = append_with(batch, now_ns(), &mut Tx::new(&tx))?;
     tx.commit()?;
     Ok(out)
 }
 
-/// The batch's transaction as seen by the shared append loop.
-struct Tx<'a>(&'a Connection);
+/// The append path's statements.
+#[derive(Clone, Copy)]
+enum W {
+    Exists,
+    Target,
+    DidGet,
+    DidPut,
+    TagGet,
+    TagPut,
+    DeletedFirst,
+    Insert,
+    Embedding,
+    MarkDeleted,
+    Unfollow,
+    Follow,
+    TagIndex,
+    MentionIndex,
+}
+
+const W_COUNT: usize = W::MentionIndex as usize + 1;
+
+impl W {
+    fn sql(self) -> &'static str {
+        match self {
+            W::Exists => "SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)",
+            W::Target => {
+                "SELECT ev.kind, d.did FROM events ev JOIN dids d ON d.n = ev.author WHERE ev.id = ?1"
+            }
+            W::DidGet => "SELECT n FROM dids WHERE did = ?1",
+            W::DidPut => "INSERT INTO dids(did) VALUES (?1)",
+            W::TagGet => "SELECT n FROM tag_names WHERE tag = ?1",
+            W::TagPut => "INSERT INTO tag_names(tag) VALUES (?1)",
+            W::DeletedFirst => {
+                "SELECT EXISTS (SELECT 1 FROM events WHERE parent = ?1 AND kind = 6 AND author = ?2)"
+            }
+            W::Insert => {
+                "INSERT INTO events (id, kind, author, ts, parent, hash, content, tags, mentions, deleted) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            }
+            W::Embedding => "INSERT INTO embeddings (seq, v) VALUES (?1, ?2)",
+            W::MarkDeleted => "UPDATE events SET deleted = 1 WHERE id = ?1",
+            W::Unfollow => "DELETE FROM follows WHERE event = ?1",
+            W::Follow => {
+                "INSERT OR IGNORE INTO follows (follower, followee, event) VALUES (?1, ?2, ?3)"
+            }
+            W::TagIndex => "INSERT OR IGNORE INTO tag_index (tag, ts, id) VALUES (?1, ?2, ?3)",
+            W::MentionIndex => {
+                "INSERT OR IGNORE INTO mention_index (did, ts, id) VALUES (?1, ?2, ?3)"
+            }
+        }
+    }
+}
+
+/// The batch's transaction as seen by the shared append loop. Each
+/// statement is taken from rusqlite's cache once per batch, not once per
+/// use: a cache lookup hashes the whole SQL text.
+struct Tx<'c> {
+    c: &'c Connection,
+    stmts: [Option<CachedStatement<'c>>; W_COUNT],
+}
+
+impl<'c> Tx<'c> {
+    fn new(c: &'c Connection) -> Self {
+        Tx {
+            c,
+            stmts: std::array::from_fn(|_| None),
+        }
+    }
+
+    fn st(&mut self, w: W) -> Res<&mut CachedStatement<'c>> {
+        let slot = &mut self.stmts[w as usize];
+        if slot.is_none() {
+            *slot = Some(self.c.prepare_cached(w.sql())?);
+        }
+        slot.as_mut().ok_or_else(|| corrupt("statement slot empty"))
+    }
+
+    /// The number of a DID, given one if it is new.
+    fn did_number(&mut self, did: &Did) -> Res<i64> {
+        let found = self
+            .st(W::DidGet)?
+            .query_row(params![&did.0[..]], |r| r.get(0))
+            .optional()?;
+        if let Some(n) = found {
+            return Ok(n);
+        }
+        self.st(W::DidPut)?.execute(params![&did.0[..]])?;
+        Ok(self.c.last_insert_rowid())
+    }
+
+    /// The number of a tag, given one if it is new.
+    fn tag_number(&mut self, tag: &str) -> Res<i64> {
+        let found = self
+            .st(W::TagGet)?
+            .query_row(params![tag], |r| r.get(0))
+            .optional()?;
+        if let Some(n) = found {
+            return Ok(n);
+        }
+        self.st(W::TagPut)?.execute(params![tag])?;
+        Ok(self.c.last_insert_rowid())
+    }
+}
 
 impl Admit for Tx<'_> {
     type Error = LiteError;
     fn existing(&mut self, id: EventId) -> Res<Option<FeedEvent>> {
-        Ok(load(self.0, id)?.map(|r| r.ev))
+        Ok(load(self.c, id)?.map(|r| r.ev))
     }
     fn exists(&mut self, id: EventId) -> Res<bool> {
-        exists(self.0, id)
+        Ok(self
+            .st(W::Exists)?
+            .query_row(params![key(id)], |r| r.get(0))?)
     }
     fn target(&mut self, id: EventId) -> Res<Option<TargetRef>> {
-        target_ref(self.0, id)
+        let row = self
+            .st(W::Target)?
+            .query_row(params![key(id)], |r| {
+                Ok((r.get::<_, u8>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()?;
+        let Some((kind, did)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(TargetRef {
+            id,
+            kind: EventType::from_code(kind).ok_or_else(|| corrupt("unknown event type"))?,
+            author: Did(bytes32(did, "stored DID has the wrong size")?),
+        }))
     }
     fn insert(&mut self, ev: FeedEvent, target: Option<TargetRef>) -> Res<()> {
-        insert(self.0, &ev, target)
+        insert(self, &ev, target)
     }
 }
 
-fn exists(c: &Connection, id: EventId) -> Res<bool> {
-    Ok(
-        c.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)")?
-            .query_row(params![key(id)], |r| r.get(0))?,
-    )
-}
-
-fn target_ref(c: &Connection, id: EventId) -> Res<Option<TargetRef>> {
-    let row = c
-        .prepare_cached(
-            "SELECT ev.kind, d.did FROM events ev JOIN dids d ON d.n = ev.author WHERE ev.id = ?1",
-        )?
-        .query_row(params![key(id)], |r| {
-            Ok((r.get::<_, u8>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })
-        .optional()?;
-    let Some((kind, did)) = row else {
-        return Ok(None);
-    };
-    Ok(Some(TargetRef {
-        id,
-        kind: EventType::from_code(kind).ok_or_else(|| corrupt("unknown event type"))?,
-        author: Did(bytes32(did, "stored DID has the wrong size")?),
-    }))
-}
-
-fn insert(c: &Connection, ev: &FeedEvent, target: Option<TargetRef>) -> Res<()> {
-    let author = did_number(c, &ev.author)?;
+fn insert(w: &mut Tx<'_>, ev: &FeedEvent, target: Option<TargetRef>) -> Res<()> {
+    let author = w.did_number(&ev.author)?;
     let id = key(ev.id);
     // A delete that arrived first removes the event on arrival.
     let deleted = ev.kind != EventType::Delete
-        && c.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE parent = ?1 AND kind = 6 AND author = ?2)",
-        )?
-        .query_row(params![id, author], |r| r.get::<_, bool>(0))?;
+        && w.st(W::DeletedFirst)?
+            .query_row(params![id, author], |r| r.get::<_, bool>(0))?;
     let tags = (!ev.tags.is_empty()).then(|| ev.tags.join(" "));
     let mentions: Option<Vec<u8>> =
         (!ev.mentions.is_empty()).then(|| ev.mentions.iter().flat_map(|m| m.0).collect());
-    c.prepare_cached(
-        "INSERT INTO events (id, kind, author, ts, parent, hash, content, tags, mentions, deleted) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
+    w.st(W::Insert)?.execute(params![
         id,
         ev.kind.code(),
         author,
@@ -275,45 +341,36 @@ fn insert(c: &Connection, ev: &FeedEvent, target: Option<TargetRef>) -> Res<()> 
         mentions,
         deleted
     ])?;
-    let seq = c.last_insert_rowid();
+    let seq = w.c.last_insert_rowid();
     if let Some(e) = &ev.embedding {
-        c.prepare_cached("INSERT INTO embeddings (seq, v) VALUES (?1, ?2)")?
+        w.st(W::Embedding)?
             .execute(params![seq, embedding_blob(e)])?;
     }
     match ev.kind {
         EventType::Delete => {
             if let Some(t) = target.filter(|t| delete_applies(ev, *t)) {
-                c.prepare_cached("UPDATE events SET deleted = 1 WHERE id = ?1")?
-                    .execute(params![key(t.id)])?;
+                w.st(W::MarkDeleted)?.execute(params![key(t.id)])?;
                 if t.kind == EventType::Follow {
-                    c.prepare_cached("DELETE FROM follows WHERE event = ?1")?
-                        .execute(params![key(t.id)])?;
+                    w.st(W::Unfollow)?.execute(params![key(t.id)])?;
                 }
             }
         }
         EventType::Follow if !deleted => {
             if let Some(m) = ev.mentions.first() {
-                let followee = did_number(c, m)?;
-                c.prepare_cached(
-                    "INSERT OR IGNORE INTO follows (follower, followee, event) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![author, followee, id])?;
+                let followee = w.did_number(m)?;
+                w.st(W::Follow)?.execute(params![author, followee, id])?;
             }
         }
         _ => {}
     }
     if ev.kind.carries_topics() {
         for t in &ev.tags {
-            let n = tag_number(c, t)?;
-            c.prepare_cached("INSERT OR IGNORE INTO tag_index (tag, ts, id) VALUES (?1, ?2, ?3)")?
-                .execute(params![n, ev.ts, id])?;
+            let n = w.tag_number(t)?;
+            w.st(W::TagIndex)?.execute(params![n, ev.ts, id])?;
         }
         for m in &ev.mentions {
-            let n = did_number(c, m)?;
-            c.prepare_cached(
-                "INSERT OR IGNORE INTO mention_index (did, ts, id) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![n, ev.ts, id])?;
+            let n = w.did_number(m)?;
+            w.st(W::MentionIndex)?.execute(params![n, ev.ts, id])?;
         }
     }
     Ok(())
