@@ -12,10 +12,6 @@ use crate::validate::{ErrorCode, Rejection};
 /// and a 384-float embedding make a legal line longer).
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
-/// Fields that query output adds; `parse_line` ignores them so that query
-/// output can be ingested back.
-const OUTPUT_FIELDS: [&str; 5] = ["score", "depth", "edited", "deleted", "truncated"];
-
 fn bad(field: &'static str, msg: &str) -> Rejection {
     Rejection::field(ErrorCode::BadField, field, msg)
 }
@@ -24,11 +20,23 @@ fn bad_emb(msg: impl std::fmt::Display) -> Rejection {
     Rejection::field(ErrorCode::BadEmbedding, "embedding", msg)
 }
 
-fn opt<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
+/// A decoded JSON object's values by key.
+trait Get {
+    fn get_value(&self, key: &str) -> Option<&Value>;
 }
 
-fn u64_field(obj: &Map<String, Value>, key: &'static str) -> Result<Option<u64>, Rejection> {
+impl Get for Map<String, Value> {
+    fn get_value(&self, key: &str) -> Option<&Value> {
+        self.get(key)
+    }
+}
+
+/// A value given and not `null`.
+fn opt<'a>(obj: &'a impl Get, key: &str) -> Option<&'a Value> {
+    obj.get_value(key).filter(|v| !v.is_null())
+}
+
+fn u64_field(obj: &impl Get, key: &'static str) -> Result<Option<u64>, Rejection> {
     match opt(obj, key) {
         None => Ok(None),
         Some(v) => v
@@ -64,14 +72,82 @@ pub fn parse_line(line: &str) -> Result<FeedEvent, Rejection> {
             "an event is a JSON object",
         ));
     };
-    parse_object(&obj)
+    parse_object(obj)
 }
 
 /// A line's top-level JSON value: an object whose keys are all distinct,
 /// or anything else (skipped over, not kept).
 enum Top {
-    Object(Map<String, Value>),
+    Object(Box<Fields>),
     Other,
+}
+
+/// Every key an event line may carry: the event's own fields, then those
+/// query output adds (accepted and ignored, so output can be ingested).
+const KEYS: [&str; 15] = [
+    "id",
+    "type",
+    "author",
+    "ts",
+    "content_hash",
+    "content",
+    "parent",
+    "tags",
+    "mentions",
+    "embedding",
+    "score",
+    "depth",
+    "edited",
+    "deleted",
+    "truncated",
+];
+
+/// An event object as decoded: the value of each key of [`KEYS`] given,
+/// and the first other key, if any (the line is then rejected). Known keys
+/// go straight to their slot, with no map and no key string allocated.
+struct Fields {
+    vals: [Option<Value>; KEYS.len()],
+    unknown: Option<String>,
+}
+
+impl Get for Fields {
+    fn get_value(&self, key: &str) -> Option<&Value> {
+        let i = KEYS.iter().position(|k| *k == key)?;
+        self.vals[i].as_ref()
+    }
+}
+
+impl Fields {
+    /// Moves a value out; `null` is absent.
+    fn take(&mut self, key: &str) -> Option<Value> {
+        let i = KEYS.iter().position(|k| *k == key)?;
+        self.vals[i].take().filter(|v| !v.is_null())
+    }
+}
+
+/// An object key: the index of a known one, or an unknown one's text.
+enum Key {
+    Known(usize),
+    Unknown(String),
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Key, E> {
+                Ok(match KEYS.iter().position(|known| *known == k) {
+                    Some(i) => Key::Known(i),
+                    None => Key::Unknown(k.to_owned()),
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for Top {
@@ -84,13 +160,31 @@ impl<'de> serde::Deserialize<'de> for Top {
                 f.write_str("a JSON value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Top, A::Error> {
-                let mut out = Map::new();
-                while let Some(k) = m.next_key::<String>()? {
+                let mut out = Box::new(Fields {
+                    vals: Default::default(),
+                    unknown: None,
+                });
+                // Unknown keys are rare (the line is rejected); they are
+                // kept only to refuse one given twice.
+                let mut others: std::collections::HashSet<String> = Default::default();
+                while let Some(k) = m.next_key::<Key>()? {
                     let v: Value = m.next_value()?;
-                    if out.contains_key(&k) {
-                        return Err(A::Error::custom(format!("key {k:?} given twice")));
+                    match k {
+                        Key::Known(i) => {
+                            if out.vals[i].replace(v).is_some() {
+                                return Err(A::Error::custom(format!(
+                                    "key {:?} given twice",
+                                    KEYS[i]
+                                )));
+                            }
+                        }
+                        Key::Unknown(k) => {
+                            if !others.insert(k.clone()) {
+                                return Err(A::Error::custom(format!("key {k:?} given twice")));
+                            }
+                            out.unknown.get_or_insert(k);
+                        }
                     }
-                    out.insert(k, v);
                 }
                 Ok(Top::Object(out))
             }
@@ -121,31 +215,16 @@ impl<'de> serde::Deserialize<'de> for Top {
     }
 }
 
-/// Parses an already-decoded JSON object into an event (see [`parse_line`]).
-pub fn parse_object(obj: &Map<String, Value>) -> Result<FeedEvent, Rejection> {
-    const KNOWN: [&str; 10] = [
-        "id",
-        "type",
-        "author",
-        "ts",
-        "content_hash",
-        "content",
-        "parent",
-        "tags",
-        "mentions",
-        "embedding",
-    ];
-    if let Some(k) = obj
-        .keys()
-        .find(|k| !KNOWN.contains(&k.as_str()) && !OUTPUT_FIELDS.contains(&k.as_str()))
-    {
+/// Parses an already-decoded event object (see [`parse_line`]).
+fn parse_object(mut obj: Box<Fields>) -> Result<FeedEvent, Rejection> {
+    if let Some(k) = &obj.unknown {
         return Err(Rejection::new(
             ErrorCode::BadField,
             format!("unknown field {k:?}"),
         ));
     }
-    let id = u64_field(obj, "id")?.ok_or_else(|| bad("id", "is required"))?;
-    let kind = opt(obj, "type")
+    let id = u64_field(&*obj, "id")?.ok_or_else(|| bad("id", "is required"))?;
+    let kind = opt(&*obj, "type")
         .ok_or_else(|| bad("type", "is required"))?
         .as_str()
         .and_then(|s| s.parse::<EventType>().ok())
@@ -155,7 +234,7 @@ pub fn parse_object(obj: &Map<String, Value>) -> Result<FeedEvent, Rejection> {
                 "must be one of post, reaction, follow, mention, hashtag, edit, delete",
             )
         })?;
-    let author = opt(obj, "author")
+    let author = opt(&*obj, "author")
         .ok_or_else(|| bad("author", "is required"))?
         .as_str()
         .and_then(Did::parse)
@@ -165,19 +244,17 @@ pub fn parse_object(obj: &Map<String, Value>) -> Result<FeedEvent, Rejection> {
                 "must be 64 hex characters or did:libertaria:<hex>",
             )
         })?;
-    let ts = opt(obj, "ts")
+    let ts = opt(&*obj, "ts")
         .ok_or_else(|| bad("ts", "is required"))?
         .as_i64()
         .ok_or_else(|| bad("ts", "must be a JSON integer of nanoseconds"))?;
-    let content = match opt(obj, "content") {
+    // The decoded strings are moved out, not copied.
+    let content = match obj.take("content") {
         None => None,
-        Some(v) => Some(
-            v.as_str()
-                .ok_or_else(|| bad("content", "must be a string"))?
-                .to_owned(),
-        ),
+        Some(Value::String(c)) => Some(c),
+        Some(_) => return Err(bad("content", "must be a string")),
     };
-    let hash = match opt(obj, "content_hash") {
+    let hash = match opt(&*obj, "content_hash") {
         None => None,
         Some(v) => Some(
             v.as_str()
@@ -193,19 +270,20 @@ pub fn parse_object(obj: &Map<String, Value>) -> Result<FeedEvent, Rejection> {
         }
         (c, Some(h)) => (c, h),
     };
-    let parent = u64_field(obj, "parent")?.map(EventId);
-    let tags = match opt(obj, "tags") {
+    let parent = u64_field(&*obj, "parent")?.map(EventId);
+    let tags = match obj.take("tags") {
         None => Vec::new(),
-        Some(v) => v
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|t| t.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
+        Some(Value::Array(a)) => a
+            .into_iter()
+            .map(|t| match t {
+                Value::String(t) => Some(t),
+                _ => None,
             })
+            .collect::<Option<Vec<_>>>()
             .ok_or_else(|| bad("tags", "must be an array of strings"))?,
+        Some(_) => return Err(bad("tags", "must be an array of strings")),
     };
-    let mentions = match opt(obj, "mentions") {
+    let mentions = match opt(&*obj, "mentions") {
         None => Vec::new(),
         Some(v) => v
             .as_array()
@@ -216,7 +294,7 @@ pub fn parse_object(obj: &Map<String, Value>) -> Result<FeedEvent, Rejection> {
             })
             .ok_or_else(|| bad("mentions", "must be an array of DIDs"))?,
     };
-    let embedding = match opt(obj, "embedding") {
+    let embedding = match opt(&*obj, "embedding") {
         None => None,
         Some(v) => {
             let arr = v
@@ -420,4 +498,39 @@ pub fn parse_filter(text: &str) -> Result<Filter, Rejection> {
             ),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(extra: &str) -> String {
+        let ev = FeedEvent::new(EventId(8), EventType::Post, Did([7; 32]), 1_000, "hi");
+        let l = event_line(&ev);
+        format!("{{{extra}{}", &l[1..])
+    }
+
+    fn code(l: &str) -> Option<ErrorCode> {
+        parse_line(l).err().map(|r| r.code)
+    }
+
+    #[test]
+    fn keys_are_checked_whatever_their_spelling() {
+        assert_eq!(code(&line("")), None);
+        // A known key twice, also when one is spelled with an escape.
+        assert_eq!(code(&line("\"id\":9,")), Some(ErrorCode::BadJson));
+        assert_eq!(code(&line("\"i\\u0064\":9,")), Some(ErrorCode::BadJson));
+        // An unknown key is a bad field; the same unknown key twice is bad JSON.
+        let r = parse_line(&line("\"zz\":1,")).expect_err("unknown key");
+        assert_eq!(r.code, ErrorCode::BadField);
+        assert!(r.message.contains("zz"), "{}", r.message);
+        assert_eq!(code(&line("\"zz\":1,\"zz\":2,")), Some(ErrorCode::BadJson));
+        // Query output's extra fields are accepted and ignored.
+        let ev = parse_line(&line("\"score\":0.5,\"depth\":2,\"deleted\":false,"))
+            .expect("output fields are ignored");
+        assert_eq!(ev.id, EventId(8));
+        // `null` is absent.
+        let r = parse_line(&line("").replacen("\"id\":8", "\"id\":null", 1)).expect_err("no id");
+        assert_eq!(r.field, Some("id"));
+    }
 }
