@@ -20,15 +20,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// `feed gen` with `args` into `data`: its parsed events.
 fn gen_data(store: &Path, data: &Path, args: &[&str]) -> Vec<FeedEvent> {
-    let mut all = vec!["gen"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--out", data.to_str().expect("path")]);
-    let g = feed(store, &all, None);
-    assert!(
-        g.status.success(),
-        "gen: {}",
-        String::from_utf8_lossy(&g.stderr)
-    );
+    common::gen(store, data, args);
     std::fs::read_to_string(data)
         .expect("data set")
         .lines()

@@ -100,21 +100,11 @@ fn damaged_stores_fail_cleanly(backend: &str, targets: &[&str]) {
     let intact = tmp.path().join("intact");
     let data = tmp.path().join("data.jsonl");
     let more = tmp.path().join("more.jsonl");
-    let g = feed(
+    common::gen(
         &intact,
-        &[
-            "gen",
-            "--events",
-            "600",
-            "--seed",
-            "3",
-            "--vectors",
-            "--out",
-            data.to_str().expect("path"),
-        ],
-        None,
+        &data,
+        &["--events", "600", "--seed", "3", "--vectors"],
     );
-    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
     // The last 50 events are ingested again after the damage.
     let text = std::fs::read_to_string(&data).expect("data");
     let lines: Vec<&str> = text.lines().collect();

@@ -102,21 +102,11 @@ fn child(backend: &str) {
         return;
     };
     let data = dir.join("data.jsonl");
-    let g = feed(
+    common::gen(
         &dir.join("gen"),
-        &[
-            "gen",
-            "--events",
-            EVENTS,
-            "--seed",
-            "11",
-            "--vectors",
-            "--out",
-            data.to_str().expect("path"),
-        ],
-        None,
+        &data,
+        &["--events", EVENTS, "--seed", "11", "--vectors"],
     );
-    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
     let total = std::fs::read_to_string(&data)
         .expect("data")
         .lines()

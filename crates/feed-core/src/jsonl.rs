@@ -102,6 +102,11 @@ const KEYS: [&str; 15] = [
     "truncated",
 ];
 
+/// The slot of a known key.
+fn key_index(key: &str) -> Option<usize> {
+    KEYS.iter().position(|k| *k == key)
+}
+
 /// An event object as decoded: the value of each key of [`KEYS`] given,
 /// and the first other key, if any (the line is then rejected). Known keys
 /// go straight to their slot, with no map and no key string allocated.
@@ -112,16 +117,14 @@ struct Fields {
 
 impl Get for Fields {
     fn get_value(&self, key: &str) -> Option<&Value> {
-        let i = KEYS.iter().position(|k| *k == key)?;
-        self.vals[i].as_ref()
+        self.vals[key_index(key)?].as_ref()
     }
 }
 
 impl Fields {
     /// Moves a value out; `null` is absent.
     fn take(&mut self, key: &str) -> Option<Value> {
-        let i = KEYS.iter().position(|k| *k == key)?;
-        self.vals[i].take().filter(|v| !v.is_null())
+        self.vals[key_index(key)?].take().filter(|v| !v.is_null())
     }
 }
 
@@ -140,7 +143,7 @@ impl<'de> serde::Deserialize<'de> for Key {
                 f.write_str("an object key")
             }
             fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Key, E> {
-                Ok(match KEYS.iter().position(|known| *known == k) {
+                Ok(match key_index(k) {
                     Some(i) => Key::Known(i),
                     None => Key::Unknown(k.to_owned()),
                 })

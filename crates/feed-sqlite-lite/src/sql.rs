@@ -162,13 +162,13 @@ pub(crate) fn stored(c: &Connection, id: EventId) -> Res<Option<FeedEvent>> {
 }
 
 fn did_lookup(c: &Connection, did: &Did) -> Res<Option<i64>> {
-    Ok(c.prepare_cached("SELECT n FROM dids WHERE did = ?1")?
+    Ok(c.prepare_cached(W::DidGet.sql())?
         .query_row(params![&did.0[..]], |r| r.get(0))
         .optional()?)
 }
 
 fn tag_lookup(c: &Connection, tag: &str) -> Res<Option<i64>> {
-    Ok(c.prepare_cached("SELECT n FROM tag_names WHERE tag = ?1")?
+    Ok(c.prepare_cached(W::TagGet.sql())?
         .query_row(params![tag], |r| r.get(0))
         .optional()?)
 }
@@ -263,27 +263,24 @@ impl<'c> Tx<'c> {
 
     /// The number of a DID, given one if it is new.
     fn did_number(&mut self, did: &Did) -> Res<i64> {
-        let found = self
-            .st(W::DidGet)?
-            .query_row(params![&did.0[..]], |r| r.get(0))
-            .optional()?;
-        if let Some(n) = found {
-            return Ok(n);
-        }
-        self.st(W::DidPut)?.execute(params![&did.0[..]])?;
-        Ok(self.c.last_insert_rowid())
+        self.number(W::DidGet, W::DidPut, &did.0[..])
     }
 
     /// The number of a tag, given one if it is new.
     fn tag_number(&mut self, tag: &str) -> Res<i64> {
+        self.number(W::TagGet, W::TagPut, tag)
+    }
+
+    /// The number `get` finds for `value`, or the one `put` gives it.
+    fn number(&mut self, get: W, put: W, value: impl rusqlite::ToSql) -> Res<i64> {
         let found = self
-            .st(W::TagGet)?
-            .query_row(params![tag], |r| r.get(0))
+            .st(get)?
+            .query_row(params![value], |r| r.get(0))
             .optional()?;
         if let Some(n) = found {
             return Ok(n);
         }
-        self.st(W::TagPut)?.execute(params![tag])?;
+        self.st(put)?.execute(params![value])?;
         Ok(self.c.last_insert_rowid())
     }
 }

@@ -34,6 +34,19 @@ pub fn feed_env(store: &Path, args: &[&str], stdin: Option<&[u8]>, env: &[(&str,
     child.wait_with_output().expect("feed finishes")
 }
 
+/// `feed gen ARGS --out DATA`, which must succeed.
+pub fn gen(store: &Path, data: &Path, args: &[&str]) {
+    let mut all = vec!["gen"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", data.to_str().expect("path")]);
+    let g = feed(store, &all, None);
+    assert!(
+        g.status.success(),
+        "gen: {}",
+        String::from_utf8_lossy(&g.stderr)
+    );
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("UTF-8 output")
