@@ -212,13 +212,19 @@ fn hit_line(h: &feed_core::SearchHit) -> String {
 }
 
 /// Caps LanceDB's compute pool at two threads (it defaults to one per
-/// core), matching the runtime below; an operator's `LANCE_CPU_THREADS`
-/// wins.
+/// core), matching the runtime below, and lets its two io_uring threads
+/// wake once a second while idle instead of every 10 ms (a request still
+/// wakes them at once); an operator's own settings win.
 fn cap_lance_threads() {
-    if std::env::var_os("LANCE_CPU_THREADS").is_none() {
-        // Before any other thread exists, so nothing reads the environment
-        // concurrently.
-        std::env::set_var("LANCE_CPU_THREADS", "2");
+    for (name, value) in [
+        ("LANCE_CPU_THREADS", "2"),
+        ("LANCE_URING_POLL_TIMEOUT_MS", "1000"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            // Before any other thread exists, so nothing reads the
+            // environment concurrently.
+            std::env::set_var(name, value);
+        }
     }
 }
 

@@ -86,6 +86,24 @@ fn set_mmap_threshold(bytes: usize) {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn set_mmap_threshold(_bytes: usize) {}
 
+/// Hands the heap's free memory back to the system (glibc's
+/// `malloc_trim`), for after a one-off burst of allocation: training the
+/// LanceDB index over 100,000 vectors left 206–230 MiB resident, 122 MiB
+/// after a trim (and the queries that followed peaked at 200 MiB instead
+/// of 222–256).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only returns free memory to the system; glibc
+    // takes its own locks to do so.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Hands the heap's free memory back (not glibc: nothing to do).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn trim_heap() {}
+
 /// Peak resident set (VmHWM) of this process, KiB; `None` where
 /// `/proc/self/status` does not say.
 pub fn peak_rss_kib() -> Option<u64> {

@@ -14,12 +14,15 @@ struct Meta {
 }
 
 /// Rows by id, with authors numbered once (a 32-byte DID per author, not
-/// per row), so counting a filter's matches is a pass over 16-byte
-/// entries with a table lookup per author.
+/// per row), and the number of rows per author and type: a filter without
+/// time bounds is counted from those (a sum over its authors), one with
+/// them by a pass over 16-byte entries with a table lookup per author.
 #[derive(Default)]
 pub(crate) struct Rows {
     meta: HashMap<EventId, Meta>,
     author_no: HashMap<Did, u32>,
+    /// Rows per (author number, type).
+    per_author: HashMap<(u32, EventType), usize>,
 }
 
 impl Rows {
@@ -27,12 +30,30 @@ impl Rows {
     pub(crate) fn insert(&mut self, id: EventId, kind: EventType, author: Did, ts: i64) {
         let next = self.author_no.len() as u32;
         let author = *self.author_no.entry(author).or_insert(next);
-        self.meta.insert(id, Meta { kind, author, ts });
+        if let Some(old) = self.meta.insert(id, Meta { kind, author, ts }) {
+            self.uncount(old);
+        }
+        *self.per_author.entry((author, kind)).or_default() += 1;
     }
 
     /// Removes a row; whether it was there.
     pub(crate) fn remove(&mut self, id: EventId) -> bool {
-        self.meta.remove(&id).is_some()
+        match self.meta.remove(&id) {
+            Some(old) => {
+                self.uncount(old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn uncount(&mut self, m: Meta) {
+        if let Some(n) = self.per_author.get_mut(&(m.author, m.kind)) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_author.remove(&(m.author, m.kind));
+            }
+        }
     }
 
     /// Whether the row is held.
@@ -57,8 +78,34 @@ impl Rows {
         if *f == VectorFilter::default() {
             return self.meta.len();
         }
-        let passes = self.matcher(f);
-        self.meta.values().filter(|m| passes(m)).count()
+        if f.since.is_some() || f.until.is_some() {
+            let passes = self.matcher(f);
+            return self.meta.values().filter(|m| passes(m)).count();
+        }
+        let kind_ok = |k: &EventType| f.types.as_ref().is_none_or(|t| t.contains(k));
+        match &f.authors {
+            None => self
+                .per_author
+                .iter()
+                .filter(|((_, k), _)| kind_ok(k))
+                .map(|(_, n)| n)
+                .sum(),
+            Some(list) => {
+                // Each listed author once, however often the list names it.
+                let mut numbers: Vec<u32> = list
+                    .iter()
+                    .filter_map(|d| self.author_no.get(d).copied())
+                    .collect();
+                numbers.sort_unstable();
+                numbers.dedup();
+                numbers
+                    .iter()
+                    .flat_map(|&a| EventType::ALL.iter().map(move |&k| (a, k)))
+                    .filter(|(_, k)| kind_ok(k))
+                    .filter_map(|key| self.per_author.get(&key))
+                    .sum()
+            }
+        }
     }
 
     /// Keeps the hits whose rows are held and pass `f`, in order.
@@ -116,6 +163,14 @@ mod tests {
         // An author the index has never seen passes nothing.
         assert_eq!(rows.count(&by(vec![did(9)])), 0);
         assert_eq!(rows.count(&by(vec![])), 0);
+        // An author listed twice is counted once.
+        assert_eq!(rows.count(&by(vec![did(1), did(1)])), 2);
+        let reactions_of_1 = VectorFilter {
+            types: Some(vec![EventType::Reaction]),
+            authors: Some(vec![did(1)]),
+            ..VectorFilter::default()
+        };
+        assert_eq!(rows.count(&reactions_of_1), 1);
         let posts_since_15 = VectorFilter {
             types: Some(vec![EventType::Post]),
             since: Some(15),
@@ -131,6 +186,22 @@ mod tests {
         assert_eq!(rows.count(&by(vec![did(2)])), 1);
         assert_eq!(rows.ids(), vec![EventId(1), EventId(3)]);
         assert_eq!(rows.len(), 2);
+        // The per-author counts agree with a pass over the rows.
+        for f in [
+            VectorFilter::default(),
+            by(vec![did(1)]),
+            by(vec![did(2), did(1), did(2)]),
+            reactions_of_1.clone(),
+            posts_since_15.clone(),
+            VectorFilter {
+                types: Some(vec![EventType::Post]),
+                ..VectorFilter::default()
+            },
+        ] {
+            let passes = rows.matcher(&f);
+            let scanned = rows.meta.values().filter(|m| passes(m)).count();
+            assert_eq!(rows.count(&f), scanned, "{f:?}");
+        }
         // Hits are kept in order when held and passing; a removed row is not.
         let hit = |id| Hit {
             id: EventId(id),

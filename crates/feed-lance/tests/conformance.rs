@@ -34,6 +34,19 @@ fn exact_answers_pass_the_suite() {
 }
 
 #[test]
+fn exact_answers_pass_the_suite_without_io_uring() {
+    // The reads a kernel without io_uring (or a container forbidding it)
+    // gets; the test above reads through io_uring where it can.
+    let cfg = LanceConfig {
+        io_uring: false,
+        ..LanceConfig::default()
+    };
+    if let Err(e) = vector_index_suite(&indexes(cfg), cases()) {
+        panic!("{e}");
+    }
+}
+
+#[test]
 fn ann_answers_with_frequent_maintenance_pass_the_suite() {
     // An ANN index as soon as there are rows, maintenance every third
     // write, and every filter through the graph.
@@ -115,5 +128,28 @@ fn the_ann_index_is_built_once_the_table_is_big_enough_and_survives_reopen() {
             .expect("search with k = 100");
         assert_eq!(hits.len(), 100);
         assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        // Trained on the 2,500 rows held then; trained again once they
+        // have doubled, not before.
+        let trained = |index: &LanceVectorIndex| {
+            std::fs::read_to_string(index.dir().join(feed_lance::TRAINED_FILE))
+                .expect("trained file")
+                .trim()
+                .to_string()
+        };
+        assert_eq!(trained(&index), "2500");
+        let third: Vec<_> = (2_500..4_900).map(|i| rec(i, src.next_vector())).collect();
+        index.upsert(third).await.expect("upsert");
+        index.optimize().await.expect("optimize");
+        assert_eq!(trained(&index), "2500", "4,900 rows: not yet doubled");
+        let fourth: Vec<_> = (4_900..5_000).map(|i| rec(i, src.next_vector())).collect();
+        index.upsert(fourth).await.expect("upsert");
+        index.optimize().await.expect("optimize");
+        assert_eq!(trained(&index), "5000", "trained again at 5,000 rows");
+        let index = factory.reopen(index).await.expect("reopen");
+        let hits = index
+            .search(&q, &feed_core::VectorFilter::default(), 100)
+            .await
+            .expect("search after training again");
+        assert_eq!(hits.len(), 100);
     });
 }
