@@ -71,6 +71,10 @@ pub struct WorkerArgs {
     batch: usize,
     #[arg(long)]
     json: PathBuf,
+    /// The event store alone: no vector index (`feed bench --vectors
+    /// false`), so ingest is not followed by an index catching up.
+    #[arg(long)]
+    no_index: bool,
 }
 
 use feed_core::sys::{peak_rss_kib as vm_hwm_kib, reset_peak_rss as reset_peak};
@@ -140,18 +144,26 @@ where
 /// One backend's half: ingest, then queries; writes a JSON result.
 pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
     let fs: store::Store = if a.backend == "memory" {
-        FeedStore::new(
-            Box::new(MemoryEventStore::new()),
-            Some(Box::new(MemoryVectorIndex::new())),
-            None,
-        )
+        let index: Option<Box<dyn VectorIndex>> = match a.no_index {
+            true => None,
+            false => Some(Box::new(MemoryVectorIndex::new())),
+        };
+        FeedStore::new(Box::new(MemoryEventStore::new()), index, None)
     } else {
         // The stores themselves are measured: posts carry the data set's
         // vectors or none, and nothing is embedded.
-        store::open(&a.dir, Some(&a.backend), true, store::Embedding::Off)
+        let fs = store::open(&a.dir, Some(&a.backend), true, store::Embedding::Off)
             .await
             .map_err(|e| anyhow!("{e}"))?
-            .0
+            .0;
+        if a.no_index {
+            // Without vectors an index would still read every post back
+            // while catching up, to find it has no vector.
+            let (events, _) = fs.into_parts().await.map_err(|e| anyhow!("{e}"))?;
+            FeedStore::new(events, None, None)
+        } else {
+            fs
+        }
     };
     let st = fs.events();
     let peak_reset = reset_peak();
@@ -464,6 +476,7 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 "--json",
             ])
             .arg(&json_path)
+            .args((!a.vectors).then_some("--no-index"))
             .status()
             .with_context(|| format!("starting the {b} worker"))?;
         if !status.success() {
