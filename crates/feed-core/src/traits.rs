@@ -239,9 +239,14 @@ pub struct VectorFilter {
 }
 
 impl VectorFilter {
+    /// Whether a record of type `kind` passes the `types` field.
+    pub fn passes_type(&self, kind: EventType) -> bool {
+        self.types.as_ref().is_none_or(|t| t.contains(&kind))
+    }
+
     /// Whether a record passes.
     pub fn matches(&self, kind: EventType, author: &Did, ts: i64) -> bool {
-        self.types.as_ref().is_none_or(|t| t.contains(&kind))
+        self.passes_type(kind)
             && self.authors.as_ref().is_none_or(|a| a.contains(author))
             && self.since.is_none_or(|s| ts >= s)
             && self.until.is_none_or(|u| ts <= u)

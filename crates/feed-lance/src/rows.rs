@@ -82,30 +82,31 @@ impl Rows {
             let passes = self.matcher(f);
             return self.meta.values().filter(|m| passes(m)).count();
         }
-        let kind_ok = |k: &EventType| f.types.as_ref().is_none_or(|t| t.contains(k));
         match &f.authors {
             None => self
                 .per_author
                 .iter()
-                .filter(|((_, k), _)| kind_ok(k))
+                .filter(|((_, k), _)| f.passes_type(*k))
                 .map(|(_, n)| n)
                 .sum(),
             Some(list) => {
                 // Each listed author once, however often the list names it.
-                let mut numbers: Vec<u32> = list
-                    .iter()
-                    .filter_map(|d| self.author_no.get(d).copied())
-                    .collect();
+                let mut numbers: Vec<u32> = self.numbers(list).collect();
                 numbers.sort_unstable();
                 numbers.dedup();
                 numbers
                     .iter()
                     .flat_map(|&a| EventType::ALL.iter().map(move |&k| (a, k)))
-                    .filter(|(_, k)| kind_ok(k))
+                    .filter(|(_, k)| f.passes_type(*k))
                     .filter_map(|key| self.per_author.get(&key))
                     .sum()
             }
         }
+    }
+
+    /// The numbers of the authors in `list` that have rows.
+    fn numbers<'a>(&'a self, list: &'a [Did]) -> impl Iterator<Item = u32> + 'a {
+        list.iter().filter_map(|d| self.author_no.get(d).copied())
     }
 
     /// Keeps the hits whose rows are held and pass `f`, in order.
@@ -118,10 +119,8 @@ impl Rows {
     fn matcher(&self, f: &VectorFilter) -> impl Fn(&Meta) -> bool {
         let allowed: Option<Vec<bool>> = f.authors.as_ref().map(|list| {
             let mut allowed = vec![false; self.author_no.len()];
-            for d in list {
-                if let Some(&n) = self.author_no.get(d) {
-                    allowed[n as usize] = true;
-                }
+            for n in self.numbers(list) {
+                allowed[n as usize] = true;
             }
             allowed
         });
