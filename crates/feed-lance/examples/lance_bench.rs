@@ -11,7 +11,7 @@
 //!    schedule, then one maintenance run: fragments, data files, size.
 //!
 //! `cargo run --release -p feed-cli -p feed-lance --example lance_bench [-- N QUERIES]`
-//! (with feed-cli: the same release build of LanceDB as `scripts/bench.sh`)
+//! (with feed-cli: the same release build of LanceDB as `scripts/bench.sh --all`)
 
 use std::path::Path;
 use std::sync::Arc;
