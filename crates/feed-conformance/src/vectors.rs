@@ -285,6 +285,12 @@ pub struct RecallReport {
     pub selectivity: f64,
     /// Mean recall@10 against exact search.
     pub recall: f64,
+    /// Searches per second, one after another on one thread (each
+    /// `VectorIndex::search` call timed on its own, the exact reference
+    /// not counted).
+    pub qps: f64,
+    /// Median time of one search, µs.
+    pub p50_us: f64,
 }
 
 /// `n` embedding-like unit vectors drawn from `src`; row `i` has author
@@ -364,6 +370,7 @@ pub fn vector_recall(
         let mut out = Vec::new();
         for (sel, f) in filters {
             let mut total = 0.0;
+            let mut times = Vec::with_capacity(qs.len());
             for q in &qs {
                 let mut exact: Vec<(EventId, f32)> = data
                     .iter()
@@ -372,37 +379,44 @@ pub fn vector_recall(
                     .collect();
                 exact.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 let want: Vec<EventId> = exact.iter().take(10).map(|h| h.0).collect();
-                let got: Vec<EventId> = index
-                    .search(q, &f, 10)
-                    .await
-                    .map_err(err("search"))?
-                    .iter()
-                    .map(|h| h.id)
-                    .collect();
+                let t = std::time::Instant::now();
+                let hits = index.search(q, &f, 10).await.map_err(err("search"))?;
+                times.push(t.elapsed());
+                let got: Vec<EventId> = hits.iter().map(|h| h.id).collect();
                 total += recall(&want, &got);
             }
+            let spent: std::time::Duration = times.iter().sum();
+            times.sort();
             out.push(RecallReport {
                 selectivity: sel,
                 recall: total / qs.len() as f64,
+                qps: qs.len() as f64 / spent.as_secs_f64().max(1e-9),
+                p50_us: times
+                    .get(times.len() / 2)
+                    .map_or(0.0, |d| d.as_secs_f64() * 1e6),
             });
         }
         Ok(out)
     })
 }
 
-/// Asserts recall@10 ≥ `min` at every selectivity of [`vector_recall`].
+/// Asserts recall@10 ≥ `min` at every selectivity of [`vector_recall`],
+/// after printing each selectivity's recall, queries/s and p50 to stderr
+/// (`-- --nocapture` shows them).
 pub fn assert_recall(factory: &impl IndexFactory, n: usize, queries: usize, min: f64) {
-    match vector_recall(factory, n, queries) {
-        Ok(reports) => {
-            for r in &reports {
-                assert!(
-                    r.recall >= min,
-                    "recall@10 {:.3} < {min} at selectivity {}: {reports:?}",
-                    r.recall,
-                    r.selectivity
-                );
-            }
-        }
-        Err(e) => panic!("{e}"),
+    let reports = vector_recall(factory, n, queries).unwrap_or_else(|e| panic!("{e}"));
+    for r in &reports {
+        eprintln!(
+            "{n} vectors, selectivity {}: recall@10 {:.3}, {:.0} searches/s on one thread, p50 {:.0} µs",
+            r.selectivity, r.recall, r.qps, r.p50_us
+        );
+    }
+    for r in &reports {
+        assert!(
+            r.recall >= min,
+            "recall@10 {:.3} < {min} at selectivity {}: {reports:?}",
+            r.recall,
+            r.selectivity
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! recall@10 ≥ 0.95 at every filter selectivity.
 
 use feed_conformance::dirs::DirIndexes;
-use feed_conformance::{vector_index_suite, vector_recall, IndexFactory};
+use feed_conformance::{assert_recall, vector_index_suite, IndexFactory};
 use feed_core::{SearchMode, VectorIndex};
 use feed_lance::{LanceConfig, LanceVectorIndex};
 
@@ -74,16 +74,7 @@ fn recall_at_10_is_at_least_095_with_the_ann_index() {
         optimize_writes: 4,
         ..LanceConfig::default()
     };
-    let reports = vector_recall(&indexes(cfg), n, 50).unwrap_or_else(|e| panic!("{e}"));
-    for r in &reports {
-        eprintln!(
-            "recall@10 over {n} vectors at selectivity {}: {:.3}",
-            r.selectivity, r.recall
-        );
-    }
-    for r in &reports {
-        assert!(r.recall >= 0.95, "{reports:?}");
-    }
+    assert_recall(&indexes(cfg), n, 50, 0.95);
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //! Search: when at most `exact_max` rows pass the filter, they are scored
 //! exactly straight from SQLite (exact mode). Otherwise the base and the
 //! delta each propose candidates (a filtered graph search when a filter is
-//! set), and every candidate is rescored exactly from its stored vector;
+//! set), the nearest codes of both are kept, and each is rescored exactly
+//! from its stored vector;
 //! removed or replaced rows are dropped or rescored there, so the stale
 //! codes a base may hold never leak. When the delta (plus the base's stale
 //! rows) outgrows `max(merge_min, base / 8)`, a background thread builds the
@@ -34,8 +35,8 @@ use usearch::{b1x8, Index, IndexOptions, MetricKind, ScalarKind};
 
 use feed_core::memvec::rank;
 use feed_core::{
-    dot, Did, Embedding, EventId, EventType, Hit, IndexError, SearchMode, VectorFilter,
-    VectorIndex, VectorRecord, EMBEDDING_DIM,
+    dot, Embedding, EventId, Hit, IndexError, SearchMode, VectorFilter, VectorIndex, VectorRecord,
+    EMBEDDING_DIM,
 };
 
 use crate::schema::connect;
@@ -76,8 +77,9 @@ pub struct UsearchConfig {
     pub expansion_add: usize,
     /// Candidate list width while searching (default 256).
     pub expansion_search: usize,
-    /// Candidates rescored exactly per search, at least (default 200;
-    /// `4 × k` when that is more).
+    /// Candidates rescored exactly per search, at least (default 160;
+    /// `4 × k` when that is more): the nearest codes of base and delta
+    /// together.
     pub candidates: usize,
     /// The delta is merged into a new base once it holds this many rows,
     /// or an eighth of the base if that is more (default 1,024).
@@ -98,7 +100,7 @@ impl Default for UsearchConfig {
             connectivity: 16,
             expansion_add: 128,
             expansion_search: 256,
-            candidates: 200,
+            candidates: 160,
             merge_min: 1_024,
             background_merge: true,
         }
@@ -161,18 +163,35 @@ fn blob_of(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+fn bad_length(len: usize) -> IndexError {
+    IndexError::Backend(format!(
+        "vectors.sqlite holds a vector of {len} bytes, want {}",
+        EMBEDDING_DIM * 4
+    ))
+}
+
 fn vector_of(blob: &[u8]) -> Result<Vec<f32>, IndexError> {
     if blob.len() != EMBEDDING_DIM * 4 {
-        return Err(IndexError::Backend(format!(
-            "vectors.sqlite holds a vector of {} bytes, want {}",
-            blob.len(),
-            EMBEDDING_DIM * 4
-        )));
+        return Err(bad_length(blob.len()));
     }
     Ok(blob
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
+}
+
+/// The exact score of a stored vector against `q`: the same `dot` as every
+/// backend, decoded onto the stack (rescoring runs it hundreds of times per
+/// search).
+fn score_blob(q: &Embedding, blob: &[u8]) -> Result<f32, IndexError> {
+    if blob.len() != EMBEDDING_DIM * 4 {
+        return Err(bad_length(blob.len()));
+    }
+    let mut v = [0f32; EMBEDDING_DIM];
+    for (x, c) in v.iter_mut().zip(blob.chunks_exact(4)) {
+        *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    Ok(dot(q.as_slice(), &v))
 }
 
 /// The 1-bit code of a vector: bit `i` set when component `i` is positive.
@@ -510,13 +529,15 @@ impl Inner {
         Ok(())
     }
 
-    /// Starts a merge when the delta has outgrown its share.
+    /// Whether the delta (with the base's stale rows) has outgrown its share.
+    fn merge_due(&self) -> bool {
+        let st = self.state();
+        st.changes > 0 && st.changes >= self.cfg.merge_min.max(st.base_len() / 8)
+    }
+
+    /// Starts a merge when one is due.
     fn maybe_merge(self: &Arc<Self>) -> Result<(), IndexError> {
-        let due = {
-            let st = self.state();
-            st.changes > 0 && st.changes >= self.cfg.merge_min.max(st.base_len() / 8)
-        };
-        if !due {
+        if !self.merge_due() {
             return Ok(());
         }
         let mut slot = self.merge.lock().unwrap_or_else(|p| p.into_inner());
@@ -626,39 +647,37 @@ impl Inner {
             return Ok(Vec::new());
         };
         let c = self.conn();
-        let matching = if is_unfiltered(filter) {
-            self.len.load(Ordering::SeqCst)
+        // The rows a filter lets through, in key order (the graph's
+        // predicate binary-searches them); their number picks the path.
+        let allowed: Option<Vec<u64>> = if is_unfiltered(filter) {
+            None
         } else {
-            let sql = format!("SELECT count(*) FROM vec WHERE {clause}");
-            let n: i64 = c
-                .prepare_cached(&sql)
-                .and_then(|mut s| s.query_row(params_from_iter(vals.iter()), |r| r.get(0)))
+            let sql = format!("SELECT id FROM vec WHERE {clause}");
+            let mut s = c.prepare_cached(&sql).map_err(sql_err)?;
+            let mut ids = s
+                .query_map(params_from_iter(vals.iter()), |r| r.get::<_, i64>(0))
+                .map_err(sql_err)?
+                .map(|r| r.map(key_of))
+                .collect::<Result<Vec<u64>, _>>()
                 .map_err(sql_err)?;
-            n as usize
+            ids.sort_unstable();
+            Some(ids)
         };
+        let matching = allowed
+            .as_ref()
+            .map_or_else(|| self.len.load(Ordering::SeqCst), Vec::len);
         if matching == 0 {
             return Ok(Vec::new());
         }
         if matching <= self.cfg.exact_max {
             return exact(&c, q, &clause, &vals, k);
         }
-        let allowed: Option<Vec<u64>> = if is_unfiltered(filter) {
-            None
-        } else {
-            let sql = format!("SELECT id FROM vec WHERE {clause} ORDER BY id");
-            let mut s = c.prepare_cached(&sql).map_err(sql_err)?;
-            let ids = s
-                .query_map(params_from_iter(vals.iter()), |r| r.get::<_, i64>(0))
-                .map_err(sql_err)?
-                .map(|r| r.map(key_of))
-                .collect::<Result<Vec<u64>, _>>()
-                .map_err(sql_err)?;
-            Some(ids)
-        };
         let want = self.cfg.candidates.max(4 * k);
         let code = pack_bits(q.as_slice());
         let code = b1x8::from_u8s(&code);
-        let mut keys = Vec::with_capacity(2 * want);
+        // The `want` nearest codes of base and delta together (a key in
+        // both, replaced since the base, counts once).
+        let mut near: Vec<(f32, u64)> = Vec::with_capacity(2 * want);
         {
             let st = self.state();
             for ix in st.base.iter().chain(std::iter::once(&st.delta)) {
@@ -670,43 +689,48 @@ impl Inner {
                     Some(a) => ix.filtered_search(code, want, |key| a.binary_search(&key).is_ok()),
                 }
                 .map_err(backend("search"))?;
-                keys.extend(found.keys);
+                near.extend(found.distances.into_iter().zip(found.keys));
             }
         }
+        near.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut keys: Vec<u64> = Vec::with_capacity(want);
+        for (_, key) in near {
+            if keys.len() == want {
+                break;
+            }
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        // Key order: neighbouring rows share pages of `vec`.
         keys.sort_unstable();
-        keys.dedup();
+        // Rescoring: every candidate passes the filter as the rows stand now
+        // (`allowed` was read under the same connection lock, so no write
+        // came between), except a base row removed since the base was
+        // built, which is gone from `vec` and skipped.
         let mut hits = Vec::with_capacity(keys.len());
         {
             let mut row = c
-                .prepare_cached("SELECT kind, author, ts, v FROM vec WHERE id = ?1")
+                .prepare_cached("SELECT v FROM vec WHERE id = ?1")
                 .map_err(sql_err)?;
             for key in keys {
-                let got = row
-                    .query_row([key_sql(key)], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, Vec<u8>>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, Vec<u8>>(3)?,
-                        ))
-                    })
-                    .optional()
-                    .map_err(sql_err)?;
-                // Removed since the base was built: a stale code.
-                let Some((kind, author, ts, blob)) = got else {
+                if allowed
+                    .as_ref()
+                    .is_some_and(|a| a.binary_search(&key).is_err())
+                {
+                    continue;
+                }
+                let mut rows = row.query([key_sql(key)]).map_err(sql_err)?;
+                let Some(r) = rows.next().map_err(sql_err)? else {
                     continue;
                 };
-                let kind = EventType::from_code(kind as u8)
-                    .ok_or_else(|| IndexError::Backend(format!("unknown kind {kind}")))?;
-                let author = Did(author.try_into().map_err(|_| {
-                    IndexError::Backend("vectors.sqlite holds a malformed author".into())
-                })?);
-                if filter.matches(kind, &author, ts) {
-                    hits.push(Hit {
-                        id: EventId(key),
-                        score: dot(q.as_slice(), &vector_of(&blob)?),
-                    });
-                }
+                let blob = r.get_ref(0).map_err(sql_err)?.as_blob().map_err(|e| {
+                    IndexError::Backend(format!("vectors.sqlite holds a non-blob vector: {e}"))
+                })?;
+                hits.push(Hit {
+                    id: EventId(key),
+                    score: score_blob(q, blob)?,
+                });
             }
         }
         rank(&mut hits);
@@ -738,7 +762,7 @@ fn exact(
         })?;
         hits.push(Hit {
             id: EventId(key_of(id)),
-            score: dot(q.as_slice(), &vector_of(blob)?),
+            score: score_blob(q, blob)?,
         });
         // Keep memory bounded on large exact scans.
         if hits.len() >= 4 * k.max(256) {
@@ -807,6 +831,11 @@ impl VectorIndex for UsearchVectorIndex {
     async fn flush(&self) -> Result<(), IndexError> {
         self.run(|inner| {
             inner.join_merge()?;
+            // Rows written while that merge ran may have made another one
+            // due: a flushed index leaves no oversized delta behind.
+            if inner.merge_due() {
+                inner.merge()?;
+            }
             inner
                 .conn()
                 .execute_batch("PRAGMA wal_checkpoint(PASSIVE);")

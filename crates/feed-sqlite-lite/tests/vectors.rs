@@ -3,7 +3,7 @@
 //! with merges inside writes — and reaches recall@10 ≥ 0.95.
 
 use feed_conformance::dirs::DirIndexes;
-use feed_conformance::{vector_index_suite, vector_recall};
+use feed_conformance::{assert_recall, vector_index_suite};
 use feed_sqlite_lite::{UsearchConfig, UsearchVectorIndex};
 
 /// Fresh usearch indexes with `config`, each in its own directory.
@@ -61,15 +61,9 @@ fn recall_at_10_is_at_least_095() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let reports =
-        vector_recall(&indexes(UsearchConfig::default()), n, 50).unwrap_or_else(|e| panic!("{e}"));
-    for r in &reports {
-        eprintln!(
-            "recall@10 over {n} vectors at selectivity {}: {:.3}",
-            r.selectivity, r.recall
-        );
-    }
-    for r in &reports {
-        assert!(r.recall >= 0.95, "{reports:?}");
-    }
+    let queries = std::env::var("FEED_RECALL_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    assert_recall(&indexes(UsearchConfig::default()), n, queries, 0.95);
 }
