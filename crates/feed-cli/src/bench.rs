@@ -248,18 +248,29 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
             "following",
             time_calls(q, |i| st.following(did_at(i))).await?,
         );
-        // Timelines of the sampled accounts that follow the most others.
-        let mut by_follows = Vec::with_capacity(samples.authors.len());
-        for d in &samples.authors {
+        // Timelines of the sampled accounts (each once) that follow the
+        // most others, and of those whose follow count is nearest 1,000.
+        let mut distinct = samples.authors.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut by_follows = Vec::with_capacity(distinct.len());
+        for d in &distinct {
             by_follows.push((st.following(d).await?.len(), *d));
         }
         by_follows.sort_unstable_by(|a, b| b.cmp(a));
-        by_follows.truncate(10);
-        let heavy: Vec<Did> = by_follows.iter().map(|(_, d)| *d).collect();
-        let mut r = time_calls(q, |i| st.timeline(&heavy[i % heavy.len()], 50, None)).await?;
-        r["follows_min"] = json!(by_follows.last().map(|x| x.0));
-        r["follows_max"] = json!(by_follows.first().map(|x| x.0));
-        results.insert("timeline_heavy", r);
+        let mut near_1000 = by_follows.clone();
+        near_1000.sort_by_key(|(n, d)| (n.abs_diff(1_000), *d));
+        for (name, mut accounts) in [("timeline_heavy", by_follows), ("timeline_1000", near_1000)] {
+            accounts.truncate(10);
+            if accounts.is_empty() {
+                continue;
+            }
+            let dids: Vec<Did> = accounts.iter().map(|(_, d)| *d).collect();
+            let mut r = time_calls(q, |i| st.timeline(&dids[i % dids.len()], 50, None)).await?;
+            r["follows_min"] = json!(accounts.iter().map(|x| x.0).min());
+            r["follows_max"] = json!(accounts.iter().map(|x| x.0).max());
+            results.insert(name, r);
+        }
         let filters: Vec<Filter> = (0..q)
             .map(|i| Filter {
                 authors: Some(vec![*did_at(i)]),
@@ -592,6 +603,27 @@ fn print_table(results: &[Value]) {
                 results
                     .iter()
                     .map(|r| fmt(num(r, &["queries", &q, p]), " µs"))
+                    .collect(),
+            ));
+        }
+        // The timelines of chosen accounts say how many others they follow.
+        if results
+            .iter()
+            .any(|r| num(r, &["queries", &q, "follows_max"]).is_some())
+        {
+            rows.push((
+                format!("{q} follows"),
+                results
+                    .iter()
+                    .map(|r| {
+                        match (
+                            num(r, &["queries", &q, "follows_min"]),
+                            num(r, &["queries", &q, "follows_max"]),
+                        ) {
+                            (Some(lo), Some(hi)) => format!("{lo}–{hi}"),
+                            _ => "—".into(),
+                        }
+                    })
                     .collect(),
             ));
         }

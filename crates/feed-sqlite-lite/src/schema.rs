@@ -89,10 +89,18 @@ pub(crate) fn connect(path: &Path, cfg: &SqliteConfig) -> Result<Connection, rus
     conn.pragma_update(None, "temp_store", "FILE")?;
     // A closed store keeps its WAL file trimmed to at most this size.
     conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
     keep_wal_files(&conn)?;
     conn.set_prepared_statement_cache_capacity(48);
     Ok(conn)
 }
+
+/// Pages of write-ahead log (32 MiB) after which a commit copies them into
+/// the database file; SQLite's default is 1,000. Fewer checkpoints write a
+/// page that many batches touch (an index's hot leaves) once instead of
+/// once per checkpoint: ingest of 100k events, three alternating runs,
+/// 47.8k → 53.7k events/s (median), for 0.3 MiB more peak RSS.
+const WAL_CHECKPOINT_PAGES: i64 = 8192;
 
 /// Bytes of write-ahead log kept on disk when the store is closed.
 const WAL_KEEP_BYTES: i64 = 4 << 20;
