@@ -142,29 +142,38 @@ where
 }
 
 /// One backend's half: ingest, then queries; writes a JSON result.
-pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
-    let fs: store::Store = if a.backend == "memory" {
+/// The store a worker measures: in memory, or `a.dir` opened (created)
+/// with `a.backend`, without an embedder, and without a vector index when
+/// `a.no_index`.
+async fn open_store(a: &WorkerArgs) -> anyhow::Result<store::Store> {
+    if a.backend == "memory" {
         let index: Option<Box<dyn VectorIndex>> = match a.no_index {
             true => None,
             false => Some(Box::new(MemoryVectorIndex::new())),
         };
-        FeedStore::new(Box::new(MemoryEventStore::new()), index, None)
-    } else {
-        // The stores themselves are measured: posts carry the data set's
-        // vectors or none, and nothing is embedded.
-        let fs = store::open(&a.dir, Some(&a.backend), true, store::Embedding::Off)
-            .await
-            .map_err(|e| anyhow!("{e}"))?
-            .0;
-        if a.no_index {
-            // Without vectors an index would still read every post back
-            // while catching up, to find it has no vector.
-            let (events, _) = fs.into_parts().await.map_err(|e| anyhow!("{e}"))?;
-            FeedStore::new(events, None, None)
-        } else {
-            fs
-        }
-    };
+        return Ok(FeedStore::new(
+            Box::new(MemoryEventStore::new()),
+            index,
+            None,
+        ));
+    }
+    // The stores themselves are measured: posts carry the data set's
+    // vectors or none, and nothing is embedded.
+    let fs = store::open(&a.dir, Some(&a.backend), true, store::Embedding::Off)
+        .await
+        .map_err(|e| anyhow!("{e}"))?
+        .0;
+    if !a.no_index {
+        return Ok(fs);
+    }
+    // Without vectors an index would still read every post back while
+    // catching up, to find it has no vector.
+    let (events, _) = fs.into_parts().await.map_err(|e| anyhow!("{e}"))?;
+    Ok(FeedStore::new(events, None, None))
+}
+
+pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
+    let fs = open_store(a).await?;
     let st = fs.events();
     let peak_reset = reset_peak();
     let file =
@@ -214,6 +223,17 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
     })
     .await?;
 
+    // The queries run on the store as a process that opens it finds it:
+    // closed, the heap the ingest used handed back, opened again. (The
+    // in-memory baseline keeps its store.)
+    let fs = if a.backend == "memory" {
+        fs
+    } else {
+        drop(fs.into_parts().await.map_err(|e| anyhow!("{e}"))?);
+        feed_core::sys::trim_heap();
+        open_store(a).await?
+    };
+    let st = fs.events();
     reset_peak();
     let q = a.queries;
     let pick = |v: &[EventId], i: usize| v[(i * 7919) % v.len().max(1)];
