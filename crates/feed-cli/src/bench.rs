@@ -141,7 +141,6 @@ where
     )
 }
 
-/// One backend's half: ingest, then queries; writes a JSON result.
 /// The store a worker measures: in memory, or `a.dir` opened (created)
 /// with `a.backend`, without an embedder, and without a vector index when
 /// `a.no_index`.
@@ -172,6 +171,7 @@ async fn open_store(a: &WorkerArgs) -> anyhow::Result<store::Store> {
     Ok(FeedStore::new(events, None, None))
 }
 
+/// One backend's half: ingest, then queries; writes a JSON result.
 pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
     let fs = open_store(a).await?;
     let st = fs.events();

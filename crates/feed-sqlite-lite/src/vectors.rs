@@ -163,35 +163,27 @@ fn blob_of(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn bad_length(len: usize) -> IndexError {
-    IndexError::Backend(format!(
-        "vectors.sqlite holds a vector of {len} bytes, want {}",
-        EMBEDDING_DIM * 4
-    ))
-}
-
-fn vector_of(blob: &[u8]) -> Result<Vec<f32>, IndexError> {
+/// A stored vector, decoded onto the stack (rescoring decodes hundreds
+/// per search).
+fn vector_of(blob: &[u8]) -> Result<[f32; EMBEDDING_DIM], IndexError> {
     if blob.len() != EMBEDDING_DIM * 4 {
-        return Err(bad_length(blob.len()));
-    }
-    Ok(blob
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
-}
-
-/// The exact score of a stored vector against `q`: the same `dot` as every
-/// backend, decoded onto the stack (rescoring runs it hundreds of times per
-/// search).
-fn score_blob(q: &Embedding, blob: &[u8]) -> Result<f32, IndexError> {
-    if blob.len() != EMBEDDING_DIM * 4 {
-        return Err(bad_length(blob.len()));
+        return Err(IndexError::Backend(format!(
+            "vectors.sqlite holds a vector of {} bytes, want {}",
+            blob.len(),
+            EMBEDDING_DIM * 4
+        )));
     }
     let mut v = [0f32; EMBEDDING_DIM];
     for (x, c) in v.iter_mut().zip(blob.chunks_exact(4)) {
         *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     }
-    Ok(dot(q.as_slice(), &v))
+    Ok(v)
+}
+
+/// The exact score of a stored vector against `q`: the same `dot` as every
+/// backend.
+fn score_blob(q: &Embedding, blob: &[u8]) -> Result<f32, IndexError> {
+    Ok(dot(q.as_slice(), &vector_of(blob)?))
 }
 
 /// The 1-bit code of a vector: bit `i` set when component `i` is positive.
@@ -529,15 +521,13 @@ impl Inner {
         Ok(())
     }
 
-    /// Whether the delta (with the base's stale rows) has outgrown its share.
-    fn merge_due(&self) -> bool {
-        let st = self.state();
-        st.changes > 0 && st.changes >= self.cfg.merge_min.max(st.base_len() / 8)
-    }
-
-    /// Starts a merge when one is due.
+    /// Starts a merge when the delta has outgrown its share.
     fn maybe_merge(self: &Arc<Self>) -> Result<(), IndexError> {
-        if !self.merge_due() {
+        let due = {
+            let st = self.state();
+            st.changes > 0 && st.changes >= self.cfg.merge_min.max(st.base_len() / 8)
+        };
+        if !due {
             return Ok(());
         }
         let mut slot = self.merge.lock().unwrap_or_else(|p| p.into_inner());
@@ -652,6 +642,7 @@ impl Inner {
         let allowed: Option<Vec<u64>> = if is_unfiltered(filter) {
             None
         } else {
+            // `clause` is fixed text with `?` placeholders; `vals` are bound.
             let sql = format!("SELECT id FROM vec WHERE {clause}");
             let mut s = c.prepare_cached(&sql).map_err(sql_err)?;
             let mut ids = s
@@ -692,16 +683,12 @@ impl Inner {
                 near.extend(found.distances.into_iter().zip(found.keys));
             }
         }
+        // Each key once, at its nearest code; then the `want` nearest.
+        near.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.0.total_cmp(&b.0)));
+        near.dedup_by_key(|n| n.1);
         near.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let mut keys: Vec<u64> = Vec::with_capacity(want);
-        for (_, key) in near {
-            if keys.len() == want {
-                break;
-            }
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
+        near.truncate(want);
+        let mut keys: Vec<u64> = near.into_iter().map(|(_, key)| key).collect();
         // Key order: neighbouring rows share pages of `vec`.
         keys.sort_unstable();
         // Rescoring: every candidate passes the filter as the rows stand now
@@ -832,10 +819,10 @@ impl VectorIndex for UsearchVectorIndex {
         self.run(|inner| {
             inner.join_merge()?;
             // Rows written while that merge ran may have made another one
-            // due: a flushed index leaves no oversized delta behind.
-            if inner.merge_due() {
-                inner.merge()?;
-            }
+            // due: a flushed index leaves no oversized delta behind. Started
+            // through the merge slot, as writes start theirs.
+            inner.maybe_merge()?;
+            inner.join_merge()?;
             inner
                 .conn()
                 .execute_batch("PRAGMA wal_checkpoint(PASSIVE);")
