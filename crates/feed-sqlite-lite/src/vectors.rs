@@ -415,8 +415,10 @@ impl Inner {
     }
 
     fn join_merge(&self) -> Result<(), IndexError> {
-        let handle = self.merge.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match handle {
+        // The slot stays locked until the merge has ended, so no write can
+        // start the next merge (with the same generation) beside it.
+        let mut slot = self.merge.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.take() {
             None => Ok(()),
             Some(h) => h
                 .join()
