@@ -53,8 +53,6 @@ CREATE TABLE IF NOT EXISTS event_mentions (did INTEGER NOT NULL, ts BIGINT NOT N
 CREATE TABLE IF NOT EXISTS follows (follower INTEGER NOT NULL, followee INTEGER NOT NULL, event UBIGINT NOT NULL);
 -- The append path's scratch lists (per connection, never on disk).
 CREATE TEMP TABLE IF NOT EXISTS q_ids (id UBIGINT);
-CREATE TEMP TABLE IF NOT EXISTS q_load (id UBIGINT);
-CREATE TEMP TABLE IF NOT EXISTS q_rows (r BIGINT);
 CREATE TEMP TABLE IF NOT EXISTS q_groups (old UBIGINT, new UBIGINT);
 ";
 
@@ -75,7 +73,7 @@ pub(crate) fn open(path: &Path, cfg: &DuckConfig) -> Result<Connection, StoreErr
         // 1.1 ms without. (A connection setting; the database config key of
         // the same name is not applied.)
         conn.execute_batch("SET disabled_compression_methods = 'fsst,rle'")?;
-        // Loads join `events` with a table of up to LOAD_CHUNK `rowid`s;
+        // Loads join `events` with a list of up to LOAD_CHUNK `rowid`s;
         // DuckDB filters the scan by the list itself only up to this many
         // rows (default 50), by their min/max range past it: 200 rows
         // spread over 1M events loaded in 19 + 40 ms at 50, 7 + 11 at 256.

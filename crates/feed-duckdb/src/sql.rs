@@ -365,26 +365,32 @@ fn embedding_blob(e: &Embedding) -> Vec<u8> {
     e.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Replaces the rows of a one-column scratch table: `q_ids` (the write
-/// path), `q_load` (ids to load, [`load_ids_with`], which runs inside the
-/// write path) or `q_rows` (rows to load, [`load_rows_with`]).
-fn fill<T: duckdb::ToSql>(
-    c: &Connection,
-    table: &str,
-    vals: impl IntoIterator<Item = T>,
-) -> Res<()> {
-    match table {
-        "q_ids" => c.execute("DELETE FROM q_ids", [])?,
-        "q_load" => c.execute("DELETE FROM q_load", [])?,
-        "q_rows" => c.execute("DELETE FROM q_rows", [])?,
-        _ => return Err(corrupt("unknown scratch table")),
-    };
-    let mut app = c.appender_to_catalog_and_db(table, "temp", "main")?;
-    for v in vals {
-        app.append_row([v])?;
+/// Replaces the rows of the write path's scratch table `q_ids`.
+fn fill_ids(c: &Connection, ids: impl IntoIterator<Item = u64>) -> Res<()> {
+    c.execute("DELETE FROM q_ids", [])?;
+    let mut app = c.appender_to_catalog_and_db("q_ids", "temp", "main")?;
+    for id in ids {
+        app.append_row([id])?;
     }
     app.flush()?;
     Ok(())
+}
+
+/// A list of numbers as one text parameter, `1,2,3`, which a statement
+/// turns back into a column of numbers with
+/// `unnest(string_split(?, ','))::BIGINT` (or `::UBIGINT`): the values
+/// stay out of the statement text, and one cached statement serves every
+/// length (DuckDB cannot bind a LIST parameter). Callers pass the
+/// non-empty chunks of their lists: an empty list would cast `''`.
+fn number_list<T: std::fmt::Display>(vals: impl IntoIterator<Item = T>) -> String {
+    let mut out = String::new();
+    for v in vals {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&v.to_string());
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -490,7 +496,7 @@ fn append_in(
         .iter()
         .flat_map(|e| std::iter::once(e.id.0).chain(e.parent.map(|p| p.0)))
         .collect();
-    fill(c, "q_ids", named.iter().copied())?;
+    fill_ids(c, named.iter().copied())?;
     let mut deletes: HashMap<EventId, Vec<Did>> = HashMap::new();
     let mut edited: HashSet<EventId> = HashSet::new();
     // Thread groups (union-find over group ids): a post's group is its
@@ -714,7 +720,7 @@ fn append_in(
     };
     let older_deleted = older(&newly_deleted);
     if !older_deleted.is_empty() {
-        fill(c, "q_ids", older_deleted)?;
+        fill_ids(c, older_deleted)?;
         c.execute(
             "UPDATE events SET deleted = true WHERE id IN (SELECT id FROM q_ids)",
             [],
@@ -761,7 +767,7 @@ fn append_in(
     }
     let older_edited = older(&edited);
     if !older_edited.is_empty() {
-        fill(c, "q_ids", older_edited)?;
+        fill_ids(c, older_edited)?;
         c.execute(
             "UPDATE events SET edited = true \
              WHERE id IN (SELECT id FROM q_ids) AND kind = 0 AND NOT edited",
@@ -794,15 +800,15 @@ fn dedup<T: PartialEq>(list: &[T]) -> Vec<&T> {
 // ---------------------------------------------------------------------------
 // Reads.
 //
-// Listings run in two steps: the `rowid`s of the events from the narrow
-// `events` (or topic) columns, newest first and limited, then the two rows
-// of each of just those events ([`load_rows`]); joining `event_content`
-// before the limit would carry every candidate's content and embedding
-// through the sort.
+// Listings run in two steps: the `events` rows of the events, from the
+// narrow `events` (or topic) columns, newest first and limited, then the
+// `event_content` rows of just those ([`complete`]), by `rowid`; joining
+// `event_content` before the limit would carry every candidate's content
+// and embedding through the sort.
 //
 // DuckDB fetches single rows slowly from a plain scan, but a join with a
 // small table of `rowid`s becomes a filter on the scan that visits only
-// the vectors holding them: 50 rows spread over 1M events load in ~10 ms
+// the vectors holding them: 50 rows spread over 1M events load in ~5 ms
 // this way, 45 ms through `id IN (…)` (crate README).
 
 /// Rows per load: DuckDB turns a join with up to this many rows into an
@@ -810,62 +816,60 @@ fn dedup<T: PartialEq>(list: &[T]) -> Vec<&T> {
 /// set at open); past it, only a min/max range.
 pub(crate) const LOAD_CHUNK: usize = 256;
 
-/// Stored events by `rowid`, in the order given (unknown rows skipped).
-/// `events` and `event_content` are read by separate joins with the row
-/// list: one three-way join let DuckDB plan a full scan.
-fn load_rows_with(c: &Connection, dids: &Dids, rows: &[i64]) -> Res<Vec<Rec>> {
-    let mut heads: HashMap<i64, Head> = HashMap::with_capacity(rows.len());
+/// `events` rows with their `rowid`s, from a query selecting
+/// `e.rowid, ` [`head_cols!`].
+fn heads_with(c: &Connection, sql: &str, p: impl duckdb::Params) -> Res<Vec<(i64, Head)>> {
+    let mut stmt = prepare(c, sql)?;
+    let mut found = stmt.query(p)?;
+    let mut out = Vec::new();
+    while let Some(row) = found.next()? {
+        out.push((row.get(0)?, Head::read(row, 1)?));
+    }
+    Ok(out)
+}
+
+fn heads(db: &Db, sql: &str, p: impl duckdb::Params) -> Res<Vec<(i64, Head)>> {
+    heads_with(&db.conn, sql, p)
+}
+
+/// Whole events from their `events` rows: the `event_content` rows (same
+/// `rowid`) in one query per [`LOAD_CHUNK`], order kept.
+fn complete_with(c: &Connection, dids: &Dids, heads: Vec<(i64, Head)>) -> Res<Vec<Rec>> {
+    let mut rows: Vec<i64> = heads.iter().map(|(r, _)| *r).collect();
+    rows.sort_unstable();
+    rows.dedup();
     let mut bodies: HashMap<i64, Body> = HashMap::with_capacity(rows.len());
-    let mut unique = rows.to_vec();
-    unique.sort_unstable();
-    unique.dedup();
-    for chunk in unique.chunks(LOAD_CHUNK) {
-        fill(c, "q_rows", chunk.iter().copied())?;
-        let mut stmt = prepare(
-            c,
-            concat!(
-                "SELECT q.r, ",
-                head_cols!(),
-                " FROM q_rows q JOIN events e ON e.rowid = q.r"
-            ),
-        )?;
-        let mut found = stmt.query([])?;
-        while let Some(row) = found.next()? {
-            heads.insert(row.get(0)?, Head::read(row, 1)?);
-        }
+    for chunk in rows.chunks(LOAD_CHUNK) {
         let mut stmt = prepare(
             c,
             concat!(
                 "SELECT q.r, ",
                 body_cols!(),
-                " FROM q_rows q JOIN event_content c ON c.rowid = q.r"
+                " FROM (SELECT unnest(string_split(?, ','))::BIGINT AS r) q \
+                 JOIN event_content c ON c.rowid = q.r"
             ),
         )?;
-        let mut found = stmt.query([])?;
+        let mut found = stmt.query([number_list(chunk)])?;
         while let Some(row) = found.next()? {
             bodies.insert(row.get(0)?, Body::read(row, 1)?);
         }
     }
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let Some(h) = heads.remove(r) else {
-            continue;
-        };
+    let mut out = Vec::with_capacity(heads.len());
+    for (r, h) in heads {
         let b = bodies
-            .remove(r)
+            .remove(&r)
             .ok_or_else(|| corrupt("an event has no event_content row"))?;
         out.push(assemble(h, b, dids)?);
     }
     Ok(out)
 }
 
-fn load_rows(db: &Db, rows: &[i64]) -> Res<Vec<Rec>> {
-    load_rows_with(&db.conn, &db.dids, rows)
+fn complete(db: &Db, heads: Vec<(i64, Head)>) -> Res<Vec<Rec>> {
+    complete_with(&db.conn, &db.dids, heads)
 }
 
 /// Stored events by id, in the order given (unknown ids skipped): their
-/// `rowid`s from the `id` column (one query per [`LOAD_CHUNK`] ids), then
-/// [`load_rows_with`].
+/// `events` rows in one query per [`LOAD_CHUNK`] ids, then [`complete_with`].
 fn load_ids_with(c: &Connection, dids: &Dids, ids: &[EventId]) -> Res<Vec<Rec>> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -873,19 +877,20 @@ fn load_ids_with(c: &Connection, dids: &Dids, ids: &[EventId]) -> Res<Vec<Rec>> 
     let mut unique: Vec<u64> = ids.iter().map(|i| i.0).collect();
     unique.sort_unstable();
     unique.dedup();
-    let mut rows = Vec::with_capacity(unique.len());
+    let mut found = Vec::with_capacity(unique.len());
     for chunk in unique.chunks(LOAD_CHUNK) {
-        fill(c, "q_load", chunk.iter().copied())?;
-        let mut stmt = prepare(
+        found.extend(heads_with(
             c,
-            "SELECT e.rowid FROM events e WHERE e.id IN (SELECT id FROM q_load)",
-        )?;
-        let found = stmt.query_map([], |r| r.get::<_, i64>(0))?;
-        for r in found {
-            rows.push(r?);
-        }
+            concat!(
+                "SELECT e.rowid, ",
+                head_cols!(),
+                " FROM events e \
+                 WHERE e.id IN (SELECT unnest(string_split(?, ','))::UBIGINT)"
+            ),
+            [number_list(chunk)],
+        )?);
     }
-    let mut by_id: HashMap<EventId, Rec> = load_rows_with(c, dids, &rows)?
+    let mut by_id: HashMap<EventId, Rec> = complete_with(c, dids, found)?
         .into_iter()
         .map(|r| (r.ev.id, r))
         .collect();
@@ -894,13 +899,6 @@ fn load_ids_with(c: &Connection, dids: &Dids, ids: &[EventId]) -> Res<Vec<Rec>> 
 
 fn load_ids(db: &Db, ids: &[EventId]) -> Res<Vec<Rec>> {
     load_ids_with(&db.conn, &db.dids, ids)
-}
-
-/// `rowid`s from a one-column query.
-fn rows(db: &Db, sql: &str, p: impl duckdb::Params) -> Res<Vec<i64>> {
-    let mut stmt = prepare(&db.conn, sql)?;
-    let found = stmt.query_map(p, |r| r.get::<_, i64>(0))?;
-    Ok(found.collect::<Result<_, _>>()?)
 }
 
 /// Live edits in effect on a post, oldest first.
@@ -926,15 +924,15 @@ fn views(db: &Db, rs: Vec<Rec>) -> Res<Vec<EventView>> {
     let mut newest: HashMap<EventId, Rec> = HashMap::new();
     for chunk in edited.chunks(LOAD_CHUNK) {
         let authors: HashMap<u64, i32> = chunk.iter().map(|r| (r.ev.id.0, r.author_n)).collect();
-        fill(&db.conn, "q_load", chunk.iter().map(|r| r.ev.id.0))?;
         // Oldest first: the last own edit kept per post is its newest.
         let found = recs(
             db,
             select_ev!(
-                "WHERE e.kind = 5 AND NOT e.deleted AND e.parent IN (SELECT id FROM q_load) \
+                "WHERE e.kind = 5 AND NOT e.deleted \
+                 AND e.parent IN (SELECT unnest(string_split(?, ','))::UBIGINT) \
                  ORDER BY e.ts, e.id"
             ),
-            [],
+            [number_list(chunk.iter().map(|r| r.ev.id.0))],
         )?;
         for e in found {
             if let Some(p) = e.ev.parent {
@@ -956,9 +954,9 @@ fn view(db: &Db, r: Rec) -> Res<EventView> {
         .ok_or_else(|| corrupt("a view went missing"))
 }
 
-/// Loads and views listed rows.
-fn listing(db: &Db, rows: &[i64]) -> Res<Vec<EventView>> {
-    views(db, load_rows(db, rows)?)
+/// Completes and views listed events.
+fn listing(db: &Db, found: Vec<(i64, Head)>) -> Res<Vec<EventView>> {
+    views(db, complete(db, found)?)
 }
 
 pub(crate) fn get(db: &Db, id: EventId) -> Res<Option<Entry>> {
@@ -1039,20 +1037,24 @@ pub(crate) fn timeline(
         .chain(std::iter::once(i64::MIN));
     let mut found = Vec::new();
     for start in starts {
-        found = rows(
+        found = heads(
             db,
-            "SELECT e.rowid FROM events e \
-             WHERE e.kind = 0 AND NOT e.deleted AND e.ts >= ?5 \
-             AND e.author IN (SELECT followee FROM follows WHERE follower = ?1 UNION ALL SELECT ?1) \
-             AND (?2 IS NULL OR e.ts < ?2 OR (e.ts = ?2 AND e.id < ?3)) \
-             ORDER BY e.ts DESC, e.id DESC LIMIT ?4",
+            concat!(
+                "SELECT e.rowid, ",
+                head_cols!(),
+                " FROM events e \
+                 WHERE e.kind = 0 AND NOT e.deleted AND e.ts >= ?5 \
+                 AND e.author IN (SELECT followee FROM follows WHERE follower = ?1 UNION ALL SELECT ?1) \
+                 AND (?2 IS NULL OR e.ts < ?2 OR (e.ts = ?2 AND e.id < ?3)) \
+                 ORDER BY e.ts DESC, e.id DESC LIMIT ?4"
+            ),
             params![me, cts, cid, limit_param(limit), start],
         )?;
         if found.len() == limit {
             break;
         }
     }
-    listing(db, &found)
+    listing(db, found)
 }
 
 pub(crate) fn author_feed(
@@ -1065,10 +1067,14 @@ pub(crate) fn author_feed(
     let Some(a) = db.dids.number(did) else {
         return Ok(Vec::new());
     };
-    let found = rows(
+    let found = heads(
         db,
-        "SELECT rowid FROM events WHERE author = ? AND kind = 0 AND NOT deleted \
-         AND ts >= ? AND ts <= ? ORDER BY ts DESC, id DESC LIMIT ?",
+        concat!(
+            "SELECT e.rowid, ",
+            head_cols!(),
+            " FROM events e WHERE e.author = ? AND e.kind = 0 AND NOT e.deleted \
+             AND e.ts >= ? AND e.ts <= ? ORDER BY e.ts DESC, e.id DESC LIMIT ?"
+        ),
         params![
             a,
             since.unwrap_or(i64::MIN),
@@ -1076,34 +1082,38 @@ pub(crate) fn author_feed(
             limit_param(limit)
         ],
     )?;
-    listing(db, &found)
+    listing(db, found)
 }
+
+/// A thread group's `events` rows (with `rowid`s) by id.
+type GroupRows = HashMap<u64, (i64, Head)>;
 
 /// Every post reachable below `id` (a stored post): its thread group read
 /// with one query, walked here. Only a cycle through `id` can be
 /// reached (each post has one parent), so not re-entering `id` is the
-/// whole cycle guard. Also gives each group member's `rowid`.
-fn reach(db: &Db, id: EventId, group: u64) -> Res<(Vec<ReachedNode>, HashMap<u64, i64>)> {
+/// whole cycle guard. Also gives the group's `events` rows.
+fn reach(db: &Db, id: EventId, group: u64) -> Res<(Vec<ReachedNode>, GroupRows)> {
     let mut children: HashMap<u64, Vec<(u64, i64, bool)>> = HashMap::new();
-    let mut row_of: HashMap<u64, i64> = HashMap::new();
     let mut own: Option<(Option<u64>, i64, bool)> = None;
-    {
-        let mut stmt = prepare(
-            &db.conn,
-            "SELECT id, parent, ts, deleted, rowid FROM events WHERE root = ? AND kind = 0",
-        )?;
-        let mut rows = stmt.query(params![group])?;
-        while let Some(r) = rows.next()? {
-            let (nid, parent, ts, deleted): (u64, Option<u64>, i64, bool) =
-                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            row_of.insert(nid, r.get(4)?);
-            if nid == id.0 {
-                own = Some((parent, ts, !deleted));
-            }
-            if let Some(p) = parent {
-                children.entry(p).or_default().push((nid, ts, !deleted));
-            }
+    let members = heads(
+        db,
+        concat!(
+            "SELECT e.rowid, ",
+            head_cols!(),
+            " FROM events e WHERE e.root = ? AND e.kind = 0"
+        ),
+        params![group],
+    )?;
+    let mut rows: GroupRows = HashMap::with_capacity(members.len());
+    for (r, h) in members {
+        let (nid, parent, ts, live) = (h.id, h.parent, h.ts, !h.deleted);
+        if nid == id.0 {
+            own = Some((parent, ts, live));
         }
+        if let Some(p) = parent {
+            children.entry(p).or_default().push((nid, ts, live));
+        }
+        rows.insert(nid, (r, h));
     }
     let Some((parent, ts, live)) = own else {
         return Err(corrupt("a post is missing from its thread group"));
@@ -1131,7 +1141,7 @@ fn reach(db: &Db, id: EventId, group: u64) -> Res<(Vec<ReachedNode>, HashMap<u64
             }
         }
     }
-    Ok((out, row_of))
+    Ok((out, rows))
 }
 
 /// A stored post and its thread group; `None` for anything else.
@@ -1157,23 +1167,18 @@ pub(crate) fn thread(db: &Db, id: EventId) -> Res<Thread> {
     let Some(group) = post_group(db, id)? else {
         return Ok(Thread::default());
     };
-    let (nodes, row_of) = reach(db, id, group)?;
+    let (nodes, mut rows) = reach(db, id, group)?;
     let (picked, truncated) = pick_thread_nodes(&nodes);
-    let live: Vec<i64> = picked
+    let live: Vec<(i64, Head)> = picked
         .iter()
         .map(|&i| nodes[i])
         .filter(|n| n.live)
         .map(|n| {
-            row_of
-                .get(&n.id.0)
-                .copied()
+            rows.remove(&n.id.0)
                 .ok_or_else(|| corrupt("thread node vanished"))
         })
         .collect::<Res<_>>()?;
-    let loaded = load_rows(db, &live)?;
-    if loaded.len() != live.len() {
-        return Err(corrupt("thread node vanished"));
-    }
+    let loaded = complete(db, live)?;
     let mut live_views = views(db, loaded)?.into_iter();
     let mut out = Vec::with_capacity(picked.len());
     for i in picked {
@@ -1252,27 +1257,37 @@ pub(crate) fn topic(
 ) -> Res<Vec<EventView>> {
     let (ts, id) = cursor_params(before);
     let found = match topic {
-        Topic::Tag(t) => rows(
+        Topic::Tag(t) => heads(
             db,
-            "SELECT e.rowid FROM (SELECT id, ts FROM event_tags WHERE tag = ?1 \
-             AND (?2 IS NULL OR ts < ?2 OR (ts = ?2 AND id < ?3)) ORDER BY ts DESC, id DESC LIMIT ?4) t \
-             JOIN events e ON e.id = t.id ORDER BY t.ts DESC, t.id DESC",
+            concat!(
+                "SELECT e.rowid, ",
+                head_cols!(),
+                " FROM (SELECT id, ts FROM event_tags WHERE tag = ?1 \
+                 AND (?2 IS NULL OR ts < ?2 OR (ts = ?2 AND id < ?3)) \
+                 ORDER BY ts DESC, id DESC LIMIT ?4) t \
+                 JOIN events e ON e.id = t.id ORDER BY t.ts DESC, t.id DESC"
+            ),
             params![t, ts, id, limit_param(limit)],
         )?,
         Topic::Mention(d) => {
             let Some(n) = db.dids.number(d) else {
                 return Ok(Vec::new());
             };
-            rows(
+            heads(
                 db,
-                "SELECT e.rowid FROM (SELECT id, ts FROM event_mentions WHERE did = ?1 \
-                 AND (?2 IS NULL OR ts < ?2 OR (ts = ?2 AND id < ?3)) ORDER BY ts DESC, id DESC LIMIT ?4) t \
-                 JOIN events e ON e.id = t.id ORDER BY t.ts DESC, t.id DESC",
+                concat!(
+                    "SELECT e.rowid, ",
+                    head_cols!(),
+                    " FROM (SELECT id, ts FROM event_mentions WHERE did = ?1 \
+                     AND (?2 IS NULL OR ts < ?2 OR (ts = ?2 AND id < ?3)) \
+                     ORDER BY ts DESC, id DESC LIMIT ?4) t \
+                     JOIN events e ON e.id = t.id ORDER BY t.ts DESC, t.id DESC"
+                ),
                 params![n, ts, id, limit_param(limit)],
             )?
         }
     };
-    listing(db, &found)
+    listing(db, found)
 }
 
 pub(crate) fn follows(db: &Db, did: &Did, following: bool) -> Res<Vec<Did>> {
@@ -1354,11 +1369,15 @@ fn for_each_live(
     let mut after: Option<(i64, u64)> = None;
     if let Some(n) = first {
         let n = n.clamp(1, LOAD_CHUNK);
-        let found = rows(
+        let found = heads(
             db,
-            "SELECT e.rowid FROM events e \
-             WHERE NOT e.deleted AND ((?1 >> e.kind) & 1) = 1 AND e.ts >= ?2 AND e.ts <= ?3 \
-             AND (?4 IS NULL OR e.author = ?4) ORDER BY e.ts DESC, e.id DESC LIMIT ?5",
+            concat!(
+                "SELECT e.rowid, ",
+                head_cols!(),
+                " FROM events e \
+                 WHERE NOT e.deleted AND ((?1 >> e.kind) & 1) = 1 AND e.ts >= ?2 AND e.ts <= ?3 \
+                 AND (?4 IS NULL OR e.author = ?4) ORDER BY e.ts DESC, e.id DESC LIMIT ?5"
+            ),
             params![
                 type_mask(f),
                 f.since.unwrap_or(i64::MIN),
@@ -1367,17 +1386,14 @@ fn for_each_live(
                 limit_param(n)
             ],
         )?;
-        let loaded = load_rows(db, &found)?;
-        if loaded.len() != found.len() {
-            return Err(corrupt("a listed event vanished"));
-        }
-        for r in loaded {
+        let listed = found.len();
+        for r in complete(db, found)? {
             after = Some((r.ev.ts, r.ev.id.0));
             if filter_matches(f, &r.ev) && !visit(r)? {
                 return Ok(());
             }
         }
-        if found.len() < n {
+        if listed < n {
             return Ok(());
         }
     }
