@@ -83,6 +83,50 @@ pub(crate) struct Db {
     dids: Dids,
     /// Oldest and newest post `ts` (for timeline windows), if any post.
     post_ts: Option<(i64, i64)>,
+    /// The `follows` table in memory (timelines read it on every call;
+    /// scanning the table cost ~1.3 ms at 1M events).
+    follows: Follows,
+}
+
+/// Live follow edges: each follower's followees with the follow event,
+/// and the follower of each follow event (to drop an edge when its event
+/// is deleted). Read at open, changed only after a batch commits.
+#[derive(Default)]
+struct Follows {
+    by_follower: HashMap<i32, Vec<(i32, u64)>>,
+    follower_of: HashMap<u64, i32>,
+}
+
+impl Follows {
+    fn add(&mut self, follower: i32, followee: i32, event: u64) {
+        self.by_follower
+            .entry(follower)
+            .or_default()
+            .push((followee, event));
+        self.follower_of.insert(event, follower);
+    }
+
+    fn remove_event(&mut self, event: u64) {
+        if let Some(f) = self.follower_of.remove(&event) {
+            if let Some(list) = self.by_follower.get_mut(&f) {
+                list.retain(|&(_, e)| e != event);
+                if list.is_empty() {
+                    self.by_follower.remove(&f);
+                }
+            }
+        }
+    }
+
+    /// The distinct numbers `follower` follows.
+    fn followees(&self, follower: i32) -> Vec<i32> {
+        let mut out: Vec<i32> = self
+            .by_follower
+            .get(&follower)
+            .map_or(Vec::new(), |l| l.iter().map(|&(n, _)| n).collect());
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 impl Db {
@@ -111,11 +155,20 @@ impl Db {
         let post_ts: (Option<i64>, Option<i64>) = conn
             .prepare("SELECT min(ts), max(ts) FROM events WHERE kind = 0")?
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut follows = Follows::default();
+        {
+            let mut stmt = conn.prepare("SELECT follower, followee, event FROM follows")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                follows.add(r.get(0)?, r.get(1)?, r.get(2)?);
+            }
+        }
         Ok(Db {
             conn,
             next_seq,
             dids,
             post_ts: post_ts.0.zip(post_ts.1),
+            follows,
         })
     }
 }
@@ -150,7 +203,7 @@ impl Dids {
 /// reads them.
 macro_rules! head_cols {
     () => {
-        "e.seq, e.id, e.kind, e.author, e.ts, e.hash, e.parent, e.deleted, e.edited, e.root"
+        "e.seq, e.id, e.kind, e.author, e.ts, e.hash, e.parent, e.deleted, e.edited"
     };
 }
 
@@ -186,8 +239,6 @@ pub(crate) struct Rec {
     pub deleted: bool,
     /// An edit has been stored for it (it may not be in effect).
     pub edited: bool,
-    /// A post's thread group (see the schema).
-    pub root: Option<u64>,
     pub author_n: i32,
 }
 
@@ -202,7 +253,6 @@ struct Head {
     parent: Option<u64>,
     deleted: bool,
     edited: bool,
-    root: Option<u64>,
 }
 
 impl Head {
@@ -218,7 +268,6 @@ impl Head {
             parent: row.get(at + 6)?,
             deleted: row.get(at + 7)?,
             edited: row.get(at + 8)?,
-            root: row.get(at + 9)?,
         })
     }
 }
@@ -302,14 +351,13 @@ fn assemble(h: Head, b: Body, dids: &Dids) -> Res<Rec> {
         },
         deleted: h.deleted,
         edited: h.edited,
-        root: h.root,
         author_n: h.author_n,
     })
 }
 
 /// A row of [`select_ev!`].
 fn rec(row: &Row<'_>, dids: &Dids) -> Res<Rec> {
-    assemble(Head::read(row, 0)?, Body::read(row, 10)?, dids)
+    assemble(Head::read(row, 0)?, Body::read(row, 9)?, dids)
 }
 
 /// A prepared statement, from the cache or made for one use.
@@ -405,6 +453,7 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
         next_seq,
         dids,
         post_ts,
+        follows,
     } = db;
     let tx = conn.transaction()?;
     let mut seq = *next_seq;
@@ -415,6 +464,12 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
     *next_seq = seq;
     for d in written.new_dids {
         dids.push(d);
+    }
+    for event in written.unfollowed {
+        follows.remove_event(event);
+    }
+    for (follower, followee, event) in written.followed {
+        follows.add(follower, followee, event);
     }
     for ts in written.post_ts {
         *post_ts = Some(post_ts.map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))));
@@ -429,6 +484,10 @@ struct Written {
     new_dids: Vec<Did>,
     /// `ts` of the posts it stored.
     post_ts: Vec<i64>,
+    /// Follow edges it stored: follower, followee, follow event.
+    followed: Vec<(i32, i32, u64)>,
+    /// Stored events it deleted whose follow edges (if any) it removed.
+    unfollowed: Vec<u64>,
 }
 
 /// What the rules see: the stored events the batch names (as targets:
@@ -579,6 +638,8 @@ fn append_in(
             statuses,
             new_dids: Vec::new(),
             post_ts: Vec::new(),
+            followed: Vec::new(),
+            unfollowed: Vec::new(),
         });
     }
     for (ev, _) in &accepted {
@@ -656,6 +717,7 @@ fn append_in(
     };
 
     // 5. The rows.
+    let mut followed = Vec::new();
     {
         let mut events = c.appender("events")?;
         let mut content = c.appender("event_content")?;
@@ -692,7 +754,9 @@ fn append_in(
             ])?;
             if ev.kind == EventType::Follow && !deleted {
                 if let Some(m) = ev.mentions.first() {
-                    follows.append_row(params![author, num(m)?, ev.id.0])?;
+                    let followee = num(m)?;
+                    follows.append_row(params![author, followee, ev.id.0])?;
+                    followed.push((author, followee, ev.id.0));
                 }
             }
             if ev.kind.carries_topics() && !deleted {
@@ -720,7 +784,7 @@ fn append_in(
     };
     let older_deleted = older(&newly_deleted);
     if !older_deleted.is_empty() {
-        fill_ids(c, older_deleted)?;
+        fill_ids(c, older_deleted.iter().copied())?;
         c.execute(
             "UPDATE events SET deleted = true WHERE id IN (SELECT id FROM q_ids)",
             [],
@@ -783,6 +847,9 @@ fn append_in(
         statuses,
         new_dids,
         post_ts,
+        followed,
+        // Events of every type: dropping a non-follow is a no-op.
+        unfollowed: older_deleted,
     })
 }
 
@@ -901,15 +968,15 @@ fn load_ids(db: &Db, ids: &[EventId]) -> Res<Vec<Rec>> {
     load_ids_with(&db.conn, &db.dids, ids)
 }
 
-/// Live edits in effect on a post, oldest first.
-fn edits(db: &Db, post: &Rec) -> Res<Vec<Rec>> {
+/// Live edits in effect on post `id` by `author_n`, oldest first.
+fn edits(db: &Db, id: EventId, author_n: i32) -> Res<Vec<Rec>> {
     recs(
         db,
         select_ev!(
             "WHERE e.parent = ? AND e.kind = 5 AND e.author = ? AND NOT e.deleted \
              ORDER BY e.ts, e.id"
         ),
-        params![post.ev.id.0, post.author_n],
+        params![id.0, author_n],
     )
 }
 
@@ -1003,7 +1070,7 @@ pub(crate) fn versions(db: &Db, id: EventId) -> Res<Vec<FeedEvent>> {
     };
     let mut out = Vec::new();
     if r.ev.kind == EventType::Post && r.edited {
-        out.extend(edits(db, &r)?.into_iter().map(|e| e.ev));
+        out.extend(edits(db, r.ev.id, r.author_n)?.into_iter().map(|e| e.ev));
     }
     out.insert(0, r.ev);
     Ok(out)
@@ -1035,6 +1102,10 @@ pub(crate) fn timeline(
         .iter()
         .map(|d| (top - span / d).max(i64::MIN as i128) as i64)
         .chain(std::iter::once(i64::MIN));
+    // The account and everyone it follows, from the in-memory edges.
+    let mut authors = db.follows.followees(me);
+    authors.push(me);
+    let authors = number_list(authors);
     let mut found = Vec::new();
     for start in starts {
         found = heads(
@@ -1044,11 +1115,11 @@ pub(crate) fn timeline(
                 head_cols!(),
                 " FROM events e \
                  WHERE e.kind = 0 AND NOT e.deleted AND e.ts >= ?5 \
-                 AND e.author IN (SELECT followee FROM follows WHERE follower = ?1 UNION ALL SELECT ?1) \
+                 AND e.author IN (SELECT unnest(string_split(?1, ','))::INTEGER) \
                  AND (?2 IS NULL OR e.ts < ?2 OR (e.ts = ?2 AND e.id < ?3)) \
                  ORDER BY e.ts DESC, e.id DESC LIMIT ?4"
             ),
-            params![me, cts, cid, limit_param(limit), start],
+            params![authors, cts, cid, limit_param(limit), start],
         )?;
         if found.len() == limit {
             break;
@@ -1088,11 +1159,12 @@ pub(crate) fn author_feed(
 /// A thread group's `events` rows (with `rowid`s) by id.
 type GroupRows = HashMap<u64, (i64, Head)>;
 
-/// Every post reachable below `id` (a stored post): its thread group read
-/// with one query, walked here. Only a cycle through `id` can be
-/// reached (each post has one parent), so not re-entering `id` is the
-/// whole cycle guard. Also gives the group's `events` rows.
-fn reach(db: &Db, id: EventId, group: u64) -> Res<(Vec<ReachedNode>, GroupRows)> {
+/// Every post reachable below `id`, if it is a stored post: its thread
+/// group read with one query (the group found by the same statement),
+/// walked here. Only a cycle through `id` can be reached (each post has
+/// one parent), so not re-entering `id` is the whole cycle guard. Also
+/// gives the group's `events` rows.
+fn reach(db: &Db, id: EventId) -> Res<Option<(Vec<ReachedNode>, GroupRows)>> {
     let mut children: HashMap<u64, Vec<(u64, i64, bool)>> = HashMap::new();
     let mut own: Option<(Option<u64>, i64, bool)> = None;
     let members = heads(
@@ -1100,10 +1172,18 @@ fn reach(db: &Db, id: EventId, group: u64) -> Res<(Vec<ReachedNode>, GroupRows)>
         concat!(
             "SELECT e.rowid, ",
             head_cols!(),
-            " FROM events e WHERE e.root = ? AND e.kind = 0"
+            " FROM events e WHERE e.kind = 0 \
+             AND e.root = (SELECT root FROM events WHERE id = ? AND kind = 0)"
         ),
-        params![group],
+        params![id.0],
     )?;
+    if members.is_empty() {
+        // Not a stored post, or (damage) a post without a group.
+        return match post_group(db, id)? {
+            None => Ok(None),
+            Some(_) => Err(corrupt("a post is missing from its thread group")),
+        };
+    }
     let mut rows: GroupRows = HashMap::with_capacity(members.len());
     for (r, h) in members {
         let (nid, parent, ts, live) = (h.id, h.parent, h.ts, !h.deleted);
@@ -1141,7 +1221,7 @@ fn reach(db: &Db, id: EventId, group: u64) -> Res<(Vec<ReachedNode>, GroupRows)>
             }
         }
     }
-    Ok((out, rows))
+    Ok(Some((out, rows)))
 }
 
 /// A stored post and its thread group; `None` for anything else.
@@ -1164,10 +1244,9 @@ fn post_group(db: &Db, id: EventId) -> Res<Option<u64>> {
 }
 
 pub(crate) fn thread(db: &Db, id: EventId) -> Res<Thread> {
-    let Some(group) = post_group(db, id)? else {
+    let Some((nodes, mut rows)) = reach(db, id)? else {
         return Ok(Thread::default());
     };
-    let (nodes, mut rows) = reach(db, id, group)?;
     let (picked, truncated) = pick_thread_nodes(&nodes);
     let live: Vec<(i64, Head)> = picked
         .iter()
@@ -1204,18 +1283,17 @@ pub(crate) fn thread(db: &Db, id: EventId) -> Res<Thread> {
 }
 
 pub(crate) fn counts(db: &Db, id: EventId) -> Res<Option<Counts>> {
-    let Some(post) = load(db, id)?.filter(|r| !r.deleted && r.ev.kind == EventType::Post) else {
+    let Some((reached, rows)) = reach(db, id)? else {
         return Ok(None);
     };
-    let group = post
-        .root
-        .ok_or_else(|| corrupt("stored post without a thread group"))?;
-    let (reached, _) = reach(db, id, group)?;
+    let Some((_, post)) = rows.get(&id.0).filter(|(_, h)| !h.deleted) else {
+        return Ok(None);
+    };
     let mut out = Counts {
         replies: reached.iter().filter(|n| n.depth == 1 && n.live).count() as u64,
         thread_size: reached.iter().filter(|n| n.depth > 0 && n.live).count() as u64,
         edits: if post.edited {
-            edits(db, &post)?.len() as u64
+            edits(db, id, post.author_n)?.len() as u64
         } else {
             0
         },
