@@ -492,16 +492,21 @@ struct Written {
 
 /// What the rules see: the stored events the batch names (as targets:
 /// type and author), in full those whose id the batch repeats (duplicates
-/// or conflicts), plus the batch's accepted events as they go in.
+/// or conflicts), plus the batch's accepted events as they go in (found
+/// again by `in_batch`, not copied: a repeat inside a batch is rare).
 struct Known {
     targets: HashMap<EventId, TargetRef>,
     full: HashMap<EventId, FeedEvent>,
     accepted: Vec<(FeedEvent, Option<TargetRef>)>,
+    in_batch: HashMap<EventId, usize>,
 }
 
 impl Admit for Known {
     type Error = DuckError;
     fn existing(&mut self, id: EventId) -> Res<Option<FeedEvent>> {
+        if let Some(&i) = self.in_batch.get(&id) {
+            return Ok(self.accepted.get(i).map(|(e, _)| e.clone()));
+        }
         Ok(self.full.get(&id).cloned())
     }
     fn exists(&mut self, id: EventId) -> Res<bool> {
@@ -512,7 +517,7 @@ impl Admit for Known {
     }
     fn insert(&mut self, ev: FeedEvent, target: Option<TargetRef>) -> Res<()> {
         self.targets.insert(ev.id, TargetRef::from(&ev));
-        self.full.insert(ev.id, ev.clone());
+        self.in_batch.insert(ev.id, self.accepted.len());
         self.accepted.push((ev, target));
         Ok(())
     }
@@ -594,6 +599,7 @@ fn append_in(
     let mut known = Known {
         targets: HashMap::new(),
         full: HashMap::new(),
+        in_batch: HashMap::new(),
         accepted: Vec::new(),
     };
     {
