@@ -11,6 +11,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+use std::sync::Arc;
+
+use duckdb::arrow::array::{
+    ArrayRef, BinaryArray, BooleanArray, Int32Array, Int64Array, StringArray, UInt64Array,
+    UInt8Array,
+};
+use duckdb::arrow::datatypes::{DataType, Field, Schema};
+use duckdb::arrow::error::ArrowError;
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{params, Connection, Row};
 
 use feed_core::thread::{pick_thread_nodes, ReachedNode};
@@ -30,12 +39,15 @@ pub(crate) enum DuckError {
     Sql(#[from] duckdb::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Arrow(#[from] duckdb::arrow::error::ArrowError),
 }
 
 impl From<DuckError> for StoreError {
     fn from(e: DuckError) -> StoreError {
         match e {
             DuckError::Store(s) => s,
+            DuckError::Arrow(e) => StoreError::Backend(e.to_string()),
             DuckError::Sql(e) => {
                 let msg = e.to_string();
                 // DuckDB reports a file that is not a database, or a
@@ -722,11 +734,12 @@ fn append_in(
             .ok_or_else(|| corrupt("DID number missing"))
     };
 
-    // 5. The rows.
+    // 5. The rows: `events` and `event_content` as one Arrow batch each
+    //    (the row-by-row Appender spent ~3 µs per event on their 16
+    //    values), the topic and follow rows one by one.
     let mut followed = Vec::new();
     {
-        let mut events = c.appender("events")?;
-        let mut content = c.appender("event_content")?;
+        let mut ev_rows = EventColumns::with_capacity(accepted.len());
         let mut tags = c.appender("event_tags")?;
         let mut mentions = c.appender("event_mentions")?;
         let mut follows = c.appender("follows")?;
@@ -734,30 +747,15 @@ fn append_in(
             let author = num(&ev.author)?;
             let deleted = newly_deleted.contains(&ev.id);
             let group = groups.roots.get(&ev.id).map(|g| groups.find(*g));
-            events.append_row(params![
+            ev_rows.push(
                 *next_seq,
-                ev.id.0,
-                ev.kind.code(),
+                ev,
                 author,
-                ev.ts,
-                ev.parent.map(|p| p.0),
-                &ev.content_hash.0[..],
                 deleted,
                 ev.kind == EventType::Post && edited.contains(&ev.id),
                 group,
-                ev.reaction_kind().map(|k| k as u8)
-            ])?;
+            );
             *next_seq += 1;
-            let tag_text = (!ev.tags.is_empty()).then(|| ev.tags.join(" "));
-            let mention_blob: Option<Vec<u8>> =
-                (!ev.mentions.is_empty()).then(|| ev.mentions.iter().flat_map(|m| m.0).collect());
-            content.append_row(params![
-                ev.id.0,
-                ev.content,
-                tag_text,
-                mention_blob,
-                ev.embedding.as_ref().map(embedding_blob)
-            ])?;
             if ev.kind == EventType::Follow && !deleted {
                 if let Some(m) = ev.mentions.first() {
                     let followee = num(m)?;
@@ -774,8 +772,9 @@ fn append_in(
                 }
             }
         }
-        events.flush()?;
-        content.flush()?;
+        let (events, content) = ev_rows.finish()?;
+        c.appender("events")?.append_record_batch(events)?;
+        c.appender("event_content")?.append_record_batch(content)?;
         tags.flush()?;
         mentions.flush()?;
         follows.flush()?;
@@ -857,6 +856,128 @@ fn append_in(
         // Events of every type: dropping a non-follow is a no-op.
         unfollowed: older_deleted,
     })
+}
+
+/// A batch's `events` and `event_content` rows, column by column, for
+/// `Appender::append_record_batch`.
+struct EventColumns {
+    seq: Vec<i64>,
+    id: Vec<u64>,
+    kind: Vec<u8>,
+    author: Vec<i32>,
+    ts: Vec<i64>,
+    parent: Vec<Option<u64>>,
+    hash: Vec<[u8; 32]>,
+    deleted: Vec<bool>,
+    edited: Vec<bool>,
+    root: Vec<Option<u64>>,
+    reaction: Vec<Option<u8>>,
+    content: Vec<Option<String>>,
+    tags: Vec<Option<String>>,
+    mentions: Vec<Option<Vec<u8>>>,
+    embedding: Vec<Option<Vec<u8>>>,
+}
+
+impl EventColumns {
+    fn with_capacity(n: usize) -> EventColumns {
+        EventColumns {
+            seq: Vec::with_capacity(n),
+            id: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            author: Vec::with_capacity(n),
+            ts: Vec::with_capacity(n),
+            parent: Vec::with_capacity(n),
+            hash: Vec::with_capacity(n),
+            deleted: Vec::with_capacity(n),
+            edited: Vec::with_capacity(n),
+            root: Vec::with_capacity(n),
+            reaction: Vec::with_capacity(n),
+            content: Vec::with_capacity(n),
+            tags: Vec::with_capacity(n),
+            mentions: Vec::with_capacity(n),
+            embedding: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(
+        &mut self,
+        seq: i64,
+        ev: &FeedEvent,
+        author: i32,
+        deleted: bool,
+        edited: bool,
+        root: Option<u64>,
+    ) {
+        self.seq.push(seq);
+        self.id.push(ev.id.0);
+        self.kind.push(ev.kind.code());
+        self.author.push(author);
+        self.ts.push(ev.ts);
+        self.parent.push(ev.parent.map(|p| p.0));
+        self.hash.push(ev.content_hash.0);
+        self.deleted.push(deleted);
+        self.edited.push(edited);
+        self.root.push(root);
+        self.reaction.push(ev.reaction_kind().map(|k| k as u8));
+        self.content.push(ev.content.clone());
+        self.tags
+            .push((!ev.tags.is_empty()).then(|| ev.tags.join(" ")));
+        self.mentions.push(
+            (!ev.mentions.is_empty()).then(|| ev.mentions.iter().flat_map(|m| m.0).collect()),
+        );
+        self.embedding
+            .push(ev.embedding.as_ref().map(embedding_blob));
+    }
+
+    /// The two record batches, columns in table order.
+    fn finish(self) -> Result<(RecordBatch, RecordBatch), ArrowError> {
+        let col = |name: &str, t: DataType, nullable: bool| Field::new(name, t, nullable);
+        let events = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                col("seq", DataType::Int64, false),
+                col("id", DataType::UInt64, false),
+                col("kind", DataType::UInt8, false),
+                col("author", DataType::Int32, false),
+                col("ts", DataType::Int64, false),
+                col("parent", DataType::UInt64, true),
+                col("hash", DataType::Binary, false),
+                col("deleted", DataType::Boolean, false),
+                col("edited", DataType::Boolean, false),
+                col("root", DataType::UInt64, true),
+                col("reaction", DataType::UInt8, true),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(self.seq)) as ArrayRef,
+                Arc::new(UInt64Array::from(self.id.clone())),
+                Arc::new(UInt8Array::from(self.kind)),
+                Arc::new(Int32Array::from(self.author)),
+                Arc::new(Int64Array::from(self.ts)),
+                Arc::new(UInt64Array::from(self.parent)),
+                Arc::new(BinaryArray::from_iter_values(self.hash.iter())),
+                Arc::new(BooleanArray::from(self.deleted)),
+                Arc::new(BooleanArray::from(self.edited)),
+                Arc::new(UInt64Array::from(self.root)),
+                Arc::new(UInt8Array::from(self.reaction)),
+            ],
+        )?;
+        let content = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                col("id", DataType::UInt64, false),
+                col("content", DataType::Utf8, true),
+                col("tags", DataType::Utf8, true),
+                col("mentions", DataType::Binary, true),
+                col("embedding", DataType::Binary, true),
+            ])),
+            vec![
+                Arc::new(UInt64Array::from(self.id)) as ArrayRef,
+                Arc::new(StringArray::from(self.content)),
+                Arc::new(StringArray::from(self.tags)),
+                Arc::new(BinaryArray::from_iter(self.mentions)),
+                Arc::new(BinaryArray::from_iter(self.embedding)),
+            ],
+        )?;
+        Ok((events, content))
+    }
 }
 
 /// The distinct items of a list, first occurrence kept.
