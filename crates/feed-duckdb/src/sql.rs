@@ -95,9 +95,16 @@ pub(crate) struct Db {
     dids: Dids,
     /// Oldest and newest post `ts` (for timeline windows), if any post.
     post_ts: Option<(i64, i64)>,
+    /// Posts stored per author (index: DID number - 1), deleted ones
+    /// included; timelines size their first window by it.
+    posts_by: Vec<u32>,
     /// The `follows` table in memory (timelines read it on every call;
     /// scanning the table cost ~1.3 ms at 1M events).
     follows: Follows,
+    /// The live edits in memory (every view of an edited post needs its
+    /// newest one; finding it by `parent` scanned the whole column, ~10 ms
+    /// at 1M events).
+    edits: Edits,
 }
 
 /// Live follow edges: each follower's followees with the follow event,
@@ -141,6 +148,102 @@ impl Follows {
     }
 }
 
+/// A live edit as the views need it: enough of its `events` row to
+/// rebuild it with its `event_content` row (same `rowid`).
+#[derive(Clone)]
+struct EditRef {
+    id: u64,
+    ts: i64,
+    author_n: i32,
+    row: i64,
+    hash: [u8; 32],
+}
+
+/// Live edits by the post they target (any author's; a view applies only
+/// the post author's own). Read at open, changed only after a batch
+/// commits. Most edited posts have one edit, so each list is allocated to
+/// its length (~110 bytes per edited post in all).
+#[derive(Default)]
+struct Edits {
+    by_post: HashMap<u64, Vec<EditRef>>,
+}
+
+impl Edits {
+    fn add(&mut self, post: u64, e: EditRef) {
+        let list = self.by_post.entry(post).or_default();
+        list.reserve_exact(1);
+        list.push(e);
+    }
+
+    fn remove(&mut self, post: u64, edit: u64) {
+        if let Some(list) = self.by_post.get_mut(&post) {
+            list.retain(|e| e.id != edit);
+            if list.is_empty() {
+                self.by_post.remove(&post);
+            }
+        }
+    }
+
+    /// `author_n`'s live edits of `post`, oldest first.
+    fn own(&self, post: u64, author_n: i32) -> Vec<&EditRef> {
+        let mut out: Vec<&EditRef> = self.by_post.get(&post).map_or(Vec::new(), |l| {
+            l.iter().filter(|e| e.author_n == author_n).collect()
+        });
+        out.sort_unstable_by_key(|e| (e.ts, e.id));
+        out
+    }
+
+    /// For live events given as `(kind, id, author_n, edited)`: whether
+    /// each has an edit in effect (the newest live edit by a post's
+    /// author; `edited` says some edit has targeted it), and the `events`
+    /// rows (with `rowid`s) of those edits, in order.
+    fn in_effect(
+        &self,
+        events: impl Iterator<Item = (u8, u64, i32, bool)>,
+    ) -> (Vec<bool>, Vec<(i64, Head)>) {
+        let mut rows = Vec::new();
+        let has = events
+            .map(|(kind, id, author_n, edited)| {
+                let e = (kind == EventType::Post.code() && edited)
+                    .then(|| self.own(id, author_n).last().map(|e| e.head(id)))
+                    .flatten();
+                e.map(|e| rows.push(e)).is_some()
+            })
+            .collect();
+        (has, rows)
+    }
+}
+
+impl EditRef {
+    /// The edit's `events` row, live, targeting `post`.
+    fn head(&self, post: u64) -> (i64, Head) {
+        (
+            self.row,
+            Head {
+                // The arrival number is not kept in memory; views never
+                // read an edit's.
+                seq: 0,
+                id: self.id,
+                kind: EventType::Edit.code(),
+                author_n: self.author_n,
+                ts: self.ts,
+                hash: self.hash.to_vec(),
+                parent: Some(post),
+                deleted: false,
+                edited: false,
+            },
+        )
+    }
+}
+
+/// The `rowid` of the `events` row with arrival number `seq`: rows go in
+/// in `seq` order from 1 and are never deleted, so DuckDB numbers them
+/// `seq - 1` ([`Db::new`] checks this at open, and every read checks the
+/// ids of the rows it joins).
+fn row_of_seq(seq: i64) -> i64 {
+    seq - 1
+}
+
 impl Db {
     /// The highest arrival number given (0 for an empty store).
     pub(crate) fn log_head(&self) -> u64 {
@@ -175,12 +278,54 @@ impl Db {
                 follows.add(r.get(0)?, r.get(1)?, r.get(2)?);
             }
         }
+        let mut posts_by = vec![0u32; dids.by_n.len()];
+        {
+            let mut stmt =
+                conn.prepare("SELECT author, count(*) FROM events WHERE kind = 0 GROUP BY author")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let (n, count): (i32, i64) = (r.get(0)?, r.get(1)?);
+                let slot = usize::try_from(n - 1)
+                    .ok()
+                    .and_then(|i| posts_by.get_mut(i))
+                    .ok_or_else(|| corrupt("unknown DID number"))?;
+                *slot = u32::try_from(count).unwrap_or(u32::MAX);
+            }
+        }
+        let misplaced: i64 = conn
+            .prepare("SELECT count(*) FROM events WHERE rowid <> seq - 1")?
+            .query_row([], |r| r.get(0))?;
+        if misplaced != 0 {
+            return Err(corrupt("events rows are not numbered by arrival"));
+        }
+        let mut edits = Edits::default();
+        {
+            let mut stmt = conn.prepare(
+                "SELECT rowid, parent, id, ts, author, hash FROM events \
+                 WHERE kind = 5 AND NOT deleted AND parent IS NOT NULL",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                edits.add(
+                    r.get(1)?,
+                    EditRef {
+                        row: r.get(0)?,
+                        id: r.get(2)?,
+                        ts: r.get(3)?,
+                        author_n: r.get(4)?,
+                        hash: bytes32(r.get(5)?, "stored hash has the wrong size")?,
+                    },
+                );
+            }
+        }
         Ok(Db {
             conn,
             next_seq,
             dids,
             post_ts: post_ts.0.zip(post_ts.1),
+            posts_by,
             follows,
+            edits,
         })
     }
 }
@@ -465,7 +610,9 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
         next_seq,
         dids,
         post_ts,
+        posts_by,
         follows,
+        edits,
     } = db;
     let tx = conn.transaction()?;
     let mut seq = *next_seq;
@@ -477,14 +624,27 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
     for d in written.new_dids {
         dids.push(d);
     }
-    for event in written.unfollowed {
+    for event in written.older_deleted {
         follows.remove_event(event);
+    }
+    for (post, edit) in written.deleted_edits {
+        edits.remove(post, edit);
     }
     for (follower, followee, event) in written.followed {
         follows.add(follower, followee, event);
     }
-    for ts in written.post_ts {
+    for (post, e) in written.edits {
+        edits.add(post, e);
+    }
+    posts_by.resize(dids.by_n.len(), 0);
+    for (ts, author) in written.posts {
         *post_ts = Some(post_ts.map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))));
+        if let Some(n) = usize::try_from(author - 1)
+            .ok()
+            .and_then(|i| posts_by.get_mut(i))
+        {
+            *n = n.saturating_add(1);
+        }
     }
     Ok(written.statuses)
 }
@@ -494,12 +654,16 @@ struct Written {
     statuses: Vec<AppendStatus>,
     /// DIDs numbered by the batch, in number order.
     new_dids: Vec<Did>,
-    /// `ts` of the posts it stored.
-    post_ts: Vec<i64>,
+    /// `ts` and author number of the posts it stored.
+    posts: Vec<(i64, i32)>,
     /// Follow edges it stored: follower, followee, follow event.
     followed: Vec<(i32, i32, u64)>,
-    /// Stored events it deleted whose follow edges (if any) it removed.
-    unfollowed: Vec<u64>,
+    /// Live edits it stored, with the post each targets.
+    edits: Vec<(u64, EditRef)>,
+    /// Stored events it deleted (their follow edges, if any, go).
+    older_deleted: Vec<u64>,
+    /// Stored edits it deleted, with the post each targets.
+    deleted_edits: Vec<(u64, u64)>,
 }
 
 /// What the rules see: the stored events the batch names (as targets:
@@ -655,9 +819,11 @@ fn append_in(
         return Ok(Written {
             statuses,
             new_dids: Vec::new(),
-            post_ts: Vec::new(),
+            posts: Vec::new(),
             followed: Vec::new(),
-            unfollowed: Vec::new(),
+            edits: Vec::new(),
+            older_deleted: Vec::new(),
+            deleted_edits: Vec::new(),
         });
     }
     for (ev, _) in &accepted {
@@ -738,6 +904,7 @@ fn append_in(
     //    (the row-by-row Appender spent ~3 µs per event on their 16
     //    values), the topic and follow rows one by one.
     let mut followed = Vec::new();
+    let mut edits = Vec::new();
     {
         let mut ev_rows = EventColumns::with_capacity(accepted.len());
         let mut tags = c.appender("event_tags")?;
@@ -755,6 +922,20 @@ fn append_in(
                 ev.kind == EventType::Post && edited.contains(&ev.id),
                 group,
             );
+            if ev.kind == EventType::Edit && !deleted {
+                if let Some(post) = ev.parent {
+                    edits.push((
+                        post.0,
+                        EditRef {
+                            id: ev.id.0,
+                            ts: ev.ts,
+                            author_n: author,
+                            row: row_of_seq(*next_seq),
+                            hash: ev.content_hash.0,
+                        },
+                    ));
+                }
+            }
             *next_seq += 1;
             if ev.kind == EventType::Follow && !deleted {
                 if let Some(m) = ev.mentions.first() {
@@ -788,6 +969,7 @@ fn append_in(
             .collect()
     };
     let older_deleted = older(&newly_deleted);
+    let mut deleted_edits = Vec::new();
     if !older_deleted.is_empty() {
         fill_ids(c, older_deleted.iter().copied())?;
         c.execute(
@@ -804,6 +986,17 @@ fn append_in(
                 None => EventType::ALL.to_vec(),
             })
             .collect();
+        if kinds.contains(&EventType::Edit) {
+            let mut stmt = prepare(
+                c,
+                "SELECT parent, id FROM events \
+                 WHERE id IN (SELECT id FROM q_ids) AND kind = 5 AND parent IS NOT NULL",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                deleted_edits.push((r.get(0)?, r.get(1)?));
+            }
+        }
         if kinds.contains(&EventType::Follow) {
             c.execute(
                 "DELETE FROM follows WHERE event IN (SELECT id FROM q_ids)",
@@ -843,18 +1036,19 @@ fn append_in(
             [],
         )?;
     }
-    let post_ts = accepted
+    let posts = accepted
         .iter()
         .filter(|(e, _)| e.kind == EventType::Post)
-        .map(|(e, _)| e.ts)
-        .collect();
+        .map(|(e, _)| Ok((e.ts, num(&e.author)?)))
+        .collect::<Res<_>>()?;
     Ok(Written {
         statuses,
         new_dids,
-        post_ts,
+        posts,
         followed,
-        // Events of every type: dropping a non-follow is a no-op.
-        unfollowed: older_deleted,
+        edits,
+        older_deleted,
+        deleted_edits,
     })
 }
 
@@ -932,6 +1126,8 @@ impl EventColumns {
     /// The two record batches, columns in table order.
     fn finish(self) -> Result<(RecordBatch, RecordBatch), ArrowError> {
         let col = |name: &str, t: DataType, nullable: bool| Field::new(name, t, nullable);
+        // One id column serves both batches.
+        let id: ArrayRef = Arc::new(UInt64Array::from(self.id));
         let events = RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 col("seq", DataType::Int64, false),
@@ -948,7 +1144,7 @@ impl EventColumns {
             ])),
             vec![
                 Arc::new(Int64Array::from(self.seq)) as ArrayRef,
-                Arc::new(UInt64Array::from(self.id.clone())),
+                Arc::clone(&id),
                 Arc::new(UInt8Array::from(self.kind)),
                 Arc::new(Int32Array::from(self.author)),
                 Arc::new(Int64Array::from(self.ts)),
@@ -969,7 +1165,7 @@ impl EventColumns {
                 col("embedding", DataType::Binary, true),
             ])),
             vec![
-                Arc::new(UInt64Array::from(self.id)) as ArrayRef,
+                id,
                 Arc::new(StringArray::from(self.content)),
                 Arc::new(StringArray::from(self.tags)),
                 Arc::new(BinaryArray::from_iter(self.mentions)),
@@ -1095,51 +1291,48 @@ fn load_ids(db: &Db, ids: &[EventId]) -> Res<Vec<Rec>> {
     load_ids_with(&db.conn, &db.dids, ids)
 }
 
-/// Live edits in effect on post `id` by `author_n`, oldest first.
+/// Live edits of post `id` by `author_n`, oldest first (from memory,
+/// their rows loaded by `rowid`).
 fn edits(db: &Db, id: EventId, author_n: i32) -> Res<Vec<Rec>> {
-    recs(
-        db,
-        select_ev!(
-            "WHERE e.parent = ? AND e.kind = 5 AND e.author = ? AND NOT e.deleted \
-             ORDER BY e.ts, e.id"
-        ),
-        params![id.0, author_n],
-    )
+    let heads = db
+        .edits
+        .own(id.0, author_n)
+        .into_iter()
+        .map(|e| e.head(id.0))
+        .collect();
+    complete(db, heads)
 }
 
-/// The views of stored events: each post with its newest edit in effect,
-/// looked up (in one query per [`LOAD_CHUNK`]) only for posts some edit
-/// has targeted.
+/// Each post with the edit in effect: `has[i]` tells whether post `i`
+/// has one, `edits` holds those edits in post order.
+fn apply_edits(posts: Vec<Rec>, has: &[bool], edits: Vec<Rec>) -> Res<Vec<EventView>> {
+    let mut edits = edits.into_iter();
+    posts
+        .iter()
+        .zip(has)
+        .map(|(r, &has)| {
+            let e = match has {
+                true => Some(
+                    edits
+                        .next()
+                        .ok_or_else(|| corrupt("an edit went missing"))?,
+                ),
+                false => None,
+            };
+            Ok(apply_edit(&r.ev, e.as_ref().map(|e| &e.ev)))
+        })
+        .collect()
+}
+
+/// The views of stored events: each post with the edit in effect (found
+/// in memory, its rows loaded by `rowid`).
 fn views(db: &Db, rs: Vec<Rec>) -> Res<Vec<EventView>> {
-    let edited: Vec<&Rec> = rs
-        .iter()
-        .filter(|r| r.ev.kind == EventType::Post && r.edited)
-        .collect();
-    let mut newest: HashMap<EventId, Rec> = HashMap::new();
-    for chunk in edited.chunks(LOAD_CHUNK) {
-        let authors: HashMap<u64, i32> = chunk.iter().map(|r| (r.ev.id.0, r.author_n)).collect();
-        // Oldest first: the last own edit kept per post is its newest.
-        let found = recs(
-            db,
-            select_ev!(
-                "WHERE e.kind = 5 AND NOT e.deleted \
-                 AND e.parent IN (SELECT unnest(string_split(?, ','))::UBIGINT) \
-                 ORDER BY e.ts, e.id"
-            ),
-            [number_list(chunk.iter().map(|r| r.ev.id.0))],
-        )?;
-        for e in found {
-            if let Some(p) = e.ev.parent {
-                if authors.get(&p.0) == Some(&e.author_n) {
-                    newest.insert(p, e);
-                }
-            }
-        }
-    }
-    Ok(rs
-        .iter()
-        .map(|r| apply_edit(&r.ev, newest.get(&r.ev.id).map(|e| &e.ev)))
-        .collect())
+    let (has, wanted) = db.edits.in_effect(
+        rs.iter()
+            .map(|r| (r.ev.kind.code(), r.ev.id.0, r.author_n, r.edited)),
+    );
+    let edits = complete(db, wanted)?;
+    apply_edits(rs, &has, edits)
 }
 
 fn view(db: &Db, r: Rec) -> Res<EventView> {
@@ -1148,9 +1341,19 @@ fn view(db: &Db, r: Rec) -> Res<EventView> {
         .ok_or_else(|| corrupt("a view went missing"))
 }
 
-/// Completes and views listed events.
-fn listing(db: &Db, found: Vec<(i64, Head)>) -> Res<Vec<EventView>> {
-    views(db, complete(db, found)?)
+/// Completes and views listed live events: their `event_content` rows and
+/// the rows of the edits in effect are fetched together.
+fn listing(db: &Db, mut found: Vec<(i64, Head)>) -> Res<Vec<EventView>> {
+    let listed = found.len();
+    let (has, wanted) = db.edits.in_effect(
+        found
+            .iter()
+            .map(|(_, h)| (h.kind, h.id, h.author_n, h.edited)),
+    );
+    found.extend(wanted);
+    let mut posts = complete(db, found)?;
+    let edits = posts.split_off(listed);
+    apply_edits(posts, &has, edits)
 }
 
 pub(crate) fn get(db: &Db, id: EventId) -> Res<Option<Entry>> {
@@ -1203,11 +1406,38 @@ pub(crate) fn versions(db: &Db, id: EventId) -> Res<Vec<FeedEvent>> {
     Ok(out)
 }
 
-/// Timeline windows: the newest 1/64 of the posts' time span, then 1/8,
-/// then all of it. DuckDB skips row groups outside a window by their
-/// min/max `ts`, and storage order follows arrival, which mostly follows
-/// time. A window that yields `limit` posts holds the newest ones.
-const WINDOW_DIVISORS: [i128; 2] = [64, 8];
+/// Timeline windows, newest first: the first is long enough to hold about
+/// twice `limit` posts by `authors` if their posts were spread evenly over
+/// the posts' time span `span` (from the per-author counts in memory);
+/// each next one is 8 times longer, and the last is all of time. DuckDB
+/// skips rows outside a window by their `ts` (row groups by min/max), and
+/// storage order follows arrival, which mostly follows time. A window that
+/// yields `limit` posts holds the newest ones, so the answer never depends
+/// on the estimate, only the work does. None when `authors` never posted.
+fn window_starts(
+    db: &Db,
+    authors: &[i32],
+    limit: usize,
+    top: i128,
+    span: i128,
+) -> Option<Vec<i64>> {
+    let theirs: i128 = authors
+        .iter()
+        .filter_map(|&a| usize::try_from(a - 1).ok().and_then(|i| db.posts_by.get(i)))
+        .map(|&n| i128::from(n))
+        .sum();
+    if theirs == 0 {
+        return None;
+    }
+    let mut w = (span * 2 * limit as i128 / theirs).max(1);
+    let mut out = Vec::new();
+    while w < span {
+        out.push((top - w).max(i128::from(i64::MIN)) as i64);
+        w = w.saturating_mul(8);
+    }
+    out.push(i64::MIN);
+    Some(out)
+}
 
 pub(crate) fn timeline(
     db: &Db,
@@ -1225,13 +1455,12 @@ pub(crate) fn timeline(
     let (cts, cid) = cursor_params(before);
     let top = cts.map_or(hi, |t| t.min(hi)) as i128;
     let span = (hi as i128 - lo as i128).max(1);
-    let starts = WINDOW_DIVISORS
-        .iter()
-        .map(|d| (top - span / d).max(i64::MIN as i128) as i64)
-        .chain(std::iter::once(i64::MIN));
     // The account and everyone it follows, from the in-memory edges.
     let mut authors = db.follows.followees(me);
     authors.push(me);
+    let Some(starts) = window_starts(db, &authors, limit, top, span) else {
+        return Ok(Vec::new());
+    };
     let authors = number_list(authors);
     let mut found = Vec::new();
     for start in starts {
@@ -1384,8 +1613,7 @@ pub(crate) fn thread(db: &Db, id: EventId) -> Res<Thread> {
                 .ok_or_else(|| corrupt("thread node vanished"))
         })
         .collect::<Res<_>>()?;
-    let loaded = complete(db, live)?;
-    let mut live_views = views(db, loaded)?.into_iter();
+    let mut live_views = listing(db, live)?.into_iter();
     let mut out = Vec::with_capacity(picked.len());
     for i in picked {
         let n = nodes[i];
@@ -1419,11 +1647,7 @@ pub(crate) fn counts(db: &Db, id: EventId) -> Res<Option<Counts>> {
     let mut out = Counts {
         replies: reached.iter().filter(|n| n.depth == 1 && n.live).count() as u64,
         thread_size: reached.iter().filter(|n| n.depth > 0 && n.live).count() as u64,
-        edits: if post.edited {
-            edits(db, id, post.author_n)?.len() as u64
-        } else {
-            0
-        },
+        edits: db.edits.own(id.0, post.author_n).len() as u64,
         ..Counts::default()
     };
     let mut stmt = prepare(
