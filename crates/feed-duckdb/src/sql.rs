@@ -150,7 +150,6 @@ impl Follows {
 
 /// A live edit as the views need it: enough of its `events` row to
 /// rebuild it with its `event_content` row (same `rowid`).
-#[derive(Clone)]
 struct EditRef {
     id: u64,
     ts: i64,
@@ -193,6 +192,15 @@ impl Edits {
         out
     }
 
+    /// `author_n`'s newest live edit of `post`.
+    fn newest(&self, post: u64, author_n: i32) -> Option<&EditRef> {
+        self.by_post
+            .get(&post)?
+            .iter()
+            .filter(|e| e.author_n == author_n)
+            .max_by_key(|e| (e.ts, e.id))
+    }
+
     /// For live events given as `(kind, id, author_n, edited)`: whether
     /// each has an edit in effect (the newest live edit by a post's
     /// author; `edited` says some edit has targeted it), and the `events`
@@ -205,7 +213,7 @@ impl Edits {
         let has = events
             .map(|(kind, id, author_n, edited)| {
                 let e = (kind == EventType::Post.code() && edited)
-                    .then(|| self.own(id, author_n).last().map(|e| e.head(id)))
+                    .then(|| self.newest(id, author_n).map(|e| e.head(id)))
                     .flatten();
                 e.map(|e| rows.push(e)).is_some()
             })
@@ -252,9 +260,17 @@ impl Db {
 
     /// Reads the counters and the DID dictionary of an opened database.
     pub(crate) fn new(conn: Connection) -> Res<Db> {
-        let next_seq: i64 = conn
-            .prepare("SELECT coalesce(max(seq), 0) + 1 FROM events")?
-            .query_row([], |r| r.get(0))?;
+        // The next arrival number, and (same scan) the rows whose `rowid`
+        // is not `seq - 1` (see [`row_of_seq`]).
+        let (next_seq, misplaced): (i64, i64) = conn
+            .prepare(
+                "SELECT coalesce(max(seq), 0) + 1, count(*) FILTER (WHERE rowid <> seq - 1) \
+                 FROM events",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if misplaced != 0 {
+            return Err(corrupt("events rows are not numbered by arrival"));
+        }
         let mut dids = Dids::default();
         {
             let mut stmt = conn.prepare("SELECT n, did FROM dids ORDER BY n")?;
@@ -267,9 +283,6 @@ impl Db {
                 dids.push(Did(bytes32(r.get(1)?, "stored DID has the wrong size")?));
             }
         }
-        let post_ts: (Option<i64>, Option<i64>) = conn
-            .prepare("SELECT min(ts), max(ts) FROM events WHERE kind = 0")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let mut follows = Follows::default();
         {
             let mut stmt = conn.prepare("SELECT follower, followee, event FROM follows")?;
@@ -278,25 +291,25 @@ impl Db {
                 follows.add(r.get(0)?, r.get(1)?, r.get(2)?);
             }
         }
+        // Posts per author and the posts' time span, in one scan.
         let mut posts_by = vec![0u32; dids.by_n.len()];
+        let mut post_ts: Option<(i64, i64)> = None;
         {
-            let mut stmt =
-                conn.prepare("SELECT author, count(*) FROM events WHERE kind = 0 GROUP BY author")?;
+            let mut stmt = conn.prepare(
+                "SELECT author, count(*), min(ts), max(ts) FROM events \
+                 WHERE kind = 0 GROUP BY author",
+            )?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                let (n, count): (i32, i64) = (r.get(0)?, r.get(1)?);
+                let (n, count, lo, hi): (i32, i64, i64, i64) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
                 let slot = usize::try_from(n - 1)
                     .ok()
                     .and_then(|i| posts_by.get_mut(i))
                     .ok_or_else(|| corrupt("unknown DID number"))?;
                 *slot = u32::try_from(count).unwrap_or(u32::MAX);
+                post_ts = Some(post_ts.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
             }
-        }
-        let misplaced: i64 = conn
-            .prepare("SELECT count(*) FROM events WHERE rowid <> seq - 1")?
-            .query_row([], |r| r.get(0))?;
-        if misplaced != 0 {
-            return Err(corrupt("events rows are not numbered by arrival"));
         }
         let mut edits = Edits::default();
         {
@@ -322,7 +335,7 @@ impl Db {
             conn,
             next_seq,
             dids,
-            post_ts: post_ts.0.zip(post_ts.1),
+            post_ts,
             posts_by,
             follows,
             edits,
