@@ -29,6 +29,10 @@ pub struct DuckConfig {
     pub memory_limit_mib: u32,
     /// DuckDB's worker `threads` (default 2).
     pub threads: u32,
+    /// The newest `event_content` rows kept in memory, KiB (default 8,192;
+    /// 0 turns it off): recent timelines and listings read their content
+    /// from it instead of a second DuckDB statement.
+    pub tail_cache_kib: u32,
 }
 
 impl Default for DuckConfig {
@@ -36,6 +40,7 @@ impl Default for DuckConfig {
         DuckConfig {
             memory_limit_mib: 96,
             threads: 2,
+            tail_cache_kib: 8192,
         }
     }
 }
@@ -57,7 +62,10 @@ impl DuckEventStore {
             source: e,
         })?;
         let conn = schema::open(&dir.join(DB_FILE), config)?;
-        let db = sql::Db::new(conn).map_err(StoreError::from)?;
+        let tail_cap = usize::try_from(config.tail_cache_kib)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1024);
+        let db = sql::Db::new(conn, tail_cap).map_err(StoreError::from)?;
         Ok(DuckEventStore {
             worker: Worker::new(db),
             dir: dir.to_path_buf(),

@@ -1,23 +1,52 @@
-//! DuckEventStore passes the conformance suite, reopens included.
+//! DuckEventStore passes the conformance suite, reopens included: half the
+//! generated scenarios (and the large fixed ones) with the default
+//! settings, where a test store's content rows all fit the in-memory
+//! tail, and half with a tail of a few rows, so that reads mix rows from
+//! the tail with rows fetched from DuckDB.
 
 use feed_conformance::dirs::DirStores;
-use feed_conformance::{run_event_store_suite, run_hostile_input_suite};
+use feed_conformance::{event_store_suite, run_hostile_input_suite, SuiteConfig};
 use feed_duckdb::{DuckConfig, DuckEventStore};
 
-fn stores() -> DirStores<DuckEventStore> {
+fn stores(config: DuckConfig) -> DirStores<DuckEventStore> {
     DirStores::new(
-        Box::new(|dir| DuckEventStore::open(dir, &DuckConfig::default())),
+        Box::new(move |dir| DuckEventStore::open(dir, &config)),
         DuckEventStore::dir,
     )
     .expect("temp dir")
 }
 
+fn half() -> SuiteConfig {
+    let all = SuiteConfig::default();
+    SuiteConfig {
+        cases: all.cases.div_ceil(2),
+        ..all
+    }
+}
+
 #[test]
 fn duckdb_event_store_passes_the_suite() {
-    run_event_store_suite(&stores());
+    if let Err(e) = event_store_suite(&stores(DuckConfig::default()), &half()) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn duckdb_event_store_passes_the_suite_with_a_small_tail() {
+    let config = DuckConfig {
+        tail_cache_kib: 2,
+        ..DuckConfig::default()
+    };
+    let suite = SuiteConfig {
+        fixed_scenarios: false,
+        ..half()
+    };
+    if let Err(e) = event_store_suite(&stores(config), &suite) {
+        panic!("{e}");
+    }
 }
 
 #[test]
 fn duckdb_event_store_takes_hostile_input() {
-    run_hostile_input_suite(&stores());
+    run_hostile_input_suite(&stores(DuckConfig::default()));
 }
