@@ -350,20 +350,7 @@ impl Db {
                 );
             }
         }
-        let mut tail = Tail::new(tail_cap);
-        {
-            // Rows are at least ~100 bytes in memory, so this many fill it.
-            let want = i64::try_from(tail_cap / 100).unwrap_or(i64::MAX);
-            let mut stmt = conn.prepare(concat!(
-                "SELECT c.rowid, ",
-                body_cols!(),
-                " FROM event_content c WHERE c.rowid >= ? ORDER BY c.rowid"
-            ))?;
-            let mut rows = stmt.query([(next_seq - 1 - want).max(0)])?;
-            while let Some(r) = rows.next()? {
-                tail.extend(r.get(0)?, vec![Body::read(r, 1)?]);
-            }
-        }
+        let tail = Tail::load(&conn, next_seq - 1, tail_cap)?;
         Ok(Db {
             conn,
             next_seq,
@@ -481,9 +468,7 @@ impl Body {
             embedding: row.get(at + 4)?,
         })
     }
-}
 
-impl Body {
     /// Bytes it holds in memory (the row's share of [`Tail`]).
     fn size(&self) -> usize {
         std::mem::size_of::<Body>()
@@ -516,6 +501,40 @@ impl Tail {
             bytes: 0,
             cap,
         }
+    }
+
+    /// The newest of the `rows` content rows, up to `cap` bytes: read
+    /// newest first, 4,096 rows per statement, until `cap` is reached (so
+    /// a store of large rows, embeddings say, reads only what it keeps).
+    fn load(c: &Connection, rows: i64, cap: usize) -> Res<Tail> {
+        const CHUNK: i64 = 4096;
+        let mut stmt = c.prepare(concat!(
+            "SELECT ",
+            body_cols!(),
+            " FROM event_content c WHERE c.rowid >= ? AND c.rowid < ? ORDER BY c.rowid"
+        ))?;
+        let mut chunks = Vec::new();
+        let (mut end, mut bytes) = (rows, 0);
+        while end > 0 && bytes < cap {
+            let start = (end - CHUNK).max(0);
+            let mut found = stmt.query([start, end])?;
+            let mut chunk = Vec::new();
+            while let Some(r) = found.next()? {
+                let b = Body::read(r, 0)?;
+                bytes += b.size();
+                chunk.push(b);
+            }
+            if i64::try_from(chunk.len()).ok() != Some(end - start) {
+                return Err(corrupt("event_content is out of step with events"));
+            }
+            chunks.push((start, chunk));
+            end = start;
+        }
+        let mut tail = Tail::new(cap);
+        for (start, chunk) in chunks.into_iter().rev() {
+            tail.extend(start, chunk);
+        }
+        Ok(tail)
     }
 
     /// Content row `row`, if held.
