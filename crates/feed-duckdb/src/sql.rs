@@ -8,7 +8,7 @@
 //! statements reading the scratch tables (rewritten on every use) are
 //! prepared afresh each time ([`prepare`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use std::sync::Arc;
@@ -47,6 +47,10 @@ macro_rules! body_cols {
         "c.id, c.content, c.tags, c.mentions, c.embedding"
     };
 }
+
+mod tail;
+
+use tail::{Part, Tail};
 
 /// Errors inside the DuckDB worker.
 #[derive(Debug, thiserror::Error)]
@@ -418,6 +422,7 @@ pub(crate) struct Rec {
 }
 
 /// An event's `events` row.
+#[derive(Clone)]
 struct Head {
     seq: i64,
     id: u64,
@@ -445,6 +450,11 @@ impl Head {
             edited: row.get(at + 8)?,
         })
     }
+
+    /// Bytes it holds on the heap.
+    fn heap(&self) -> usize {
+        self.hash.len()
+    }
 }
 
 /// An event's `event_content` row.
@@ -469,105 +479,12 @@ impl Body {
         })
     }
 
-    /// Bytes it holds in memory (the row's share of [`Tail`]).
-    fn size(&self) -> usize {
-        std::mem::size_of::<Body>()
-            + self.content.as_ref().map_or(0, String::len)
+    /// Bytes it holds on the heap.
+    fn heap(&self) -> usize {
+        self.content.as_ref().map_or(0, String::len)
             + self.tags.as_ref().map_or(0, String::len)
             + self.mentions.as_ref().map_or(0, Vec::len)
             + self.embedding.as_ref().map_or(0, Vec::len)
-    }
-}
-
-/// The newest `event_content` rows, in memory. Content rows never change
-/// once written and their `rowid`s run 0, 1, 2, … in arrival order, so the
-/// tail is the rows `first_row..`: filled at open and after each commit,
-/// the oldest dropped beyond `cap` bytes. A recent timeline then needs
-/// one DuckDB statement (the listing) instead of two: fetching content
-/// rows by `rowid` cost ~1.5 ms at 1M events, since every row group is
-/// tested.
-struct Tail {
-    first_row: i64,
-    bodies: VecDeque<Body>,
-    bytes: usize,
-    cap: usize,
-}
-
-impl Tail {
-    fn new(cap: usize) -> Tail {
-        Tail {
-            first_row: 0,
-            bodies: VecDeque::new(),
-            bytes: 0,
-            cap,
-        }
-    }
-
-    /// The newest of the `rows` content rows, up to `cap` bytes: read
-    /// newest first, 4,096 rows per statement, until `cap` is reached (so
-    /// a store of large rows, embeddings say, reads only what it keeps).
-    fn load(c: &Connection, rows: i64, cap: usize) -> Res<Tail> {
-        const CHUNK: i64 = 4096;
-        let mut stmt = c.prepare(concat!(
-            "SELECT ",
-            body_cols!(),
-            " FROM event_content c WHERE c.rowid >= ? AND c.rowid < ? ORDER BY c.rowid"
-        ))?;
-        let mut chunks = Vec::new();
-        let (mut end, mut bytes) = (rows, 0);
-        while end > 0 && bytes < cap {
-            let start = (end - CHUNK).max(0);
-            let mut found = stmt.query([start, end])?;
-            let mut chunk = Vec::new();
-            while let Some(r) = found.next()? {
-                let b = Body::read(r, 0)?;
-                bytes += b.size();
-                chunk.push(b);
-            }
-            if i64::try_from(chunk.len()).ok() != Some(end - start) {
-                return Err(corrupt("event_content is out of step with events"));
-            }
-            chunks.push((start, chunk));
-            end = start;
-        }
-        let mut tail = Tail::new(cap);
-        for (start, chunk) in chunks.into_iter().rev() {
-            tail.extend(start, chunk);
-        }
-        Ok(tail)
-    }
-
-    /// Content row `row`, if held.
-    fn get(&self, row: i64) -> Option<&Body> {
-        let i = usize::try_from(row.checked_sub(self.first_row)?).ok()?;
-        self.bodies.get(i)
-    }
-
-    /// Adds the rows `first`, `first + 1`, …; rows that do not follow the
-    /// held ones start the tail afresh.
-    fn extend(&mut self, first: i64, bodies: Vec<Body>) {
-        if self.cap == 0 || bodies.is_empty() {
-            return;
-        }
-        let end = i64::try_from(self.bodies.len())
-            .ok()
-            .and_then(|n| self.first_row.checked_add(n));
-        if end != Some(first) {
-            self.bodies.clear();
-            self.bytes = 0;
-            self.first_row = first;
-        }
-        for b in bodies {
-            self.bytes += b.size();
-            self.bodies.push_back(b);
-        }
-        while self.bytes > self.cap {
-            let Some(b) = self.bodies.pop_front() else {
-                break;
-            };
-            self.bytes -= b.size();
-            self.first_row += 1;
-        }
     }
 }
 
@@ -757,8 +674,10 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
     for (post, e) in written.edits {
         edits.add(post, e);
     }
-    let (first, bodies) = written.tail;
-    tail.extend(first, bodies);
+    tail.extend(written.tail);
+    for (row, deleted) in written.marks {
+        tail.mark(row, deleted);
+    }
     posts_by.resize(dids.by_n.len(), 0);
     for (ts, author) in written.posts {
         *post_ts = Some(post_ts.map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))));
@@ -787,9 +706,10 @@ struct Written {
     older_deleted: Vec<u64>,
     /// Stored edits it deleted, with the post each targets.
     deleted_edits: Vec<(u64, u64)>,
-    /// Its newest content rows for [`Tail`]: the first one's `rowid`, and
-    /// the rows.
-    tail: (i64, Vec<Body>),
+    /// Its newest rows, for [`Tail`].
+    tail: Part,
+    /// Stored rows it flagged: `rowid`, and deleted (or else edited).
+    marks: Vec<(i64, bool)>,
 }
 
 /// What the rules see: the stored events the batch names (as targets:
@@ -905,10 +825,12 @@ fn append_in(
         in_batch: HashMap::new(),
         accepted: Vec::new(),
     };
+    // Their `rowid`s, for the flags [`Tail`] holds.
+    let mut stored_rows: HashMap<EventId, i64> = HashMap::new();
     {
         let mut stmt = prepare(
             c,
-            "SELECT id, kind, author, root FROM events WHERE id IN (SELECT id FROM q_ids)",
+            "SELECT id, kind, author, root, rowid FROM events WHERE id IN (SELECT id FROM q_ids)",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -926,6 +848,7 @@ fn append_in(
             if let Some(g) = r.get::<_, Option<u64>>(3)? {
                 groups.roots.insert(id, g);
             }
+            stored_rows.insert(id, r.get(4)?);
         }
     }
     let in_batch: HashSet<EventId> = batch.iter().map(|e| e.id).collect();
@@ -951,7 +874,8 @@ fn append_in(
             edits: Vec::new(),
             older_deleted: Vec::new(),
             deleted_edits: Vec::new(),
-            tail: (0, Vec::new()),
+            tail: Part::none(),
+            marks: Vec::new(),
         });
     }
     for (ev, _) in &accepted {
@@ -1159,13 +1083,21 @@ fn append_in(
     }
     let older_edited = older(&edited);
     if !older_edited.is_empty() {
-        fill_ids(c, older_edited)?;
+        fill_ids(c, older_edited.iter().copied())?;
         c.execute(
             "UPDATE events SET edited = true \
              WHERE id IN (SELECT id FROM q_ids) AND kind = 0 AND NOT edited",
             [],
         )?;
     }
+    // Every stored event the batch flags was named by it (as a delete's
+    // or an edit's target), so its `rowid` is known.
+    let marks = older_deleted
+        .iter()
+        .map(|id| (EventId(*id), true))
+        .chain(older_edited.iter().map(|id| (EventId(*id), false)))
+        .filter_map(|(id, deleted)| stored_rows.get(&id).map(|&r| (r, deleted)))
+        .collect();
     let posts = accepted
         .iter()
         .filter(|(e, _)| e.kind == EventType::Post)
@@ -1180,6 +1112,7 @@ fn append_in(
         older_deleted,
         deleted_edits,
         tail: new_tail,
+        marks,
     })
 }
 
@@ -1254,29 +1187,48 @@ impl EventColumns {
             .push(ev.embedding.as_ref().map(embedding_blob));
     }
 
-    /// Copies of the newest content rows, at most `cap` bytes, for
-    /// [`Tail`]: the first one's `rowid`, and the rows.
-    fn tail(&self, cap: usize) -> (i64, Vec<Body>) {
-        let mut out = Vec::new();
+    /// Copies of the newest rows, at most `cap` bytes, for [`Tail`].
+    fn tail(&self, cap: usize) -> Part {
+        let mut rows = Vec::new();
         let mut bytes = 0;
         for i in (0..self.id.len()).rev() {
-            let b = Body {
+            let head = Head {
+                seq: self.seq[i],
+                id: self.id[i],
+                kind: self.kind[i],
+                author_n: self.author[i],
+                ts: self.ts[i],
+                hash: self.hash[i].to_vec(),
+                parent: self.parent[i],
+                deleted: self.deleted[i],
+                edited: self.edited[i],
+            };
+            let body = Body {
                 id: self.id[i],
                 content: self.content[i].clone(),
                 tags: self.tags[i].clone(),
                 mentions: self.mentions[i].clone(),
                 embedding: self.embedding[i].clone(),
             };
-            bytes += b.size();
+            bytes += tail::row_size(&head, &body);
             if bytes > cap {
                 break;
             }
-            out.push(b);
+            rows.push((head, body));
         }
-        out.reverse();
-        let first = self.id.len() - out.len();
-        let row = self.seq.get(first).map_or(0, |&s| row_of_seq(s));
-        (row, out)
+        rows.reverse();
+        let kept = self.id.len() - rows.len();
+        let dropped_top = (0..kept)
+            .filter(|&i| self.kind[i] == EventType::Post.code())
+            .map(|i| self.ts[i])
+            .max();
+        let start = self.seq.first().map_or(0, |&s| row_of_seq(s));
+        Part {
+            start,
+            first: start + kept as i64,
+            dropped_top,
+            rows,
+        }
     }
 
     /// The two record batches, columns in table order.
@@ -1628,6 +1580,16 @@ pub(crate) fn timeline(
     // The account and everyone it follows, from the in-memory edges.
     let mut authors = db.follows.followees(me);
     authors.push(me);
+    // A recent page is usually in the tail, which knows whether it is.
+    let mut wanted = vec![false; db.dids.by_n.len() + 1];
+    for &a in &authors {
+        if let Some(w) = usize::try_from(a).ok().and_then(|a| wanted.get_mut(a)) {
+            *w = true;
+        }
+    }
+    if let Some(found) = db.tail.timeline(&wanted, limit, cts.map(|ts| (ts, cid))) {
+        return listing(db, found);
+    }
     let Some(starts) = window_starts(db, &authors, limit, top, span) else {
         return Ok(Vec::new());
     };

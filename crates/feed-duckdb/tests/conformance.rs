@@ -1,8 +1,10 @@
 //! DuckEventStore passes the conformance suite, reopens included: half the
 //! generated scenarios (and the large fixed ones) with the default
 //! settings, where a test store's content rows all fit the in-memory
-//! tail, and half with a tail of a few rows, so that reads mix rows from
-//! the tail with rows fetched from DuckDB.
+//! tail, and half with a tail of about 15 rows, so that reads mix rows
+//! from the tail with rows fetched from DuckDB, and timelines are answered
+//! from the tail, from DuckDB, or found incomplete in the tail and asked
+//! again.
 
 use feed_conformance::dirs::DirStores;
 use feed_conformance::{event_store_suite, run_hostile_input_suite, SuiteConfig};
@@ -34,7 +36,7 @@ fn duckdb_event_store_passes_the_suite() {
 #[test]
 fn duckdb_event_store_passes_the_suite_with_a_small_tail() {
     let config = DuckConfig {
-        tail_cache_kib: 2,
+        tail_cache_kib: 4,
         ..DuckConfig::default()
     };
     let suite = SuiteConfig {
