@@ -48,8 +48,10 @@ macro_rules! body_cols {
     };
 }
 
+mod posts;
 mod tail;
 
+use posts::Posts;
 use tail::{Part, Tail};
 
 /// Errors inside the DuckDB worker.
@@ -125,8 +127,10 @@ pub(crate) struct Db {
     /// newest one; finding it by `parent` scanned the whole column, ~10 ms
     /// at 1M events).
     edits: Edits,
-    /// The newest `event_content` rows.
+    /// The newest stored events.
     tail: Tail,
+    /// Every stored post's `seq` and thread group.
+    posts: Posts,
 }
 
 /// Live follow edges: each follower's followees with the follow event,
@@ -355,6 +359,8 @@ impl Db {
             }
         }
         let tail = Tail::load(&conn, next_seq - 1, tail_cap)?;
+        let post_count = posts_by.iter().map(|&n| n as usize).sum();
+        let posts = Posts::load(&conn, post_count, next_seq)?;
         Ok(Db {
             conn,
             next_seq,
@@ -364,6 +370,7 @@ impl Db {
             follows,
             edits,
             tail,
+            posts,
         })
     }
 }
@@ -651,6 +658,7 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
         follows,
         edits,
         tail,
+        posts: post_index,
     } = db;
     let tx = conn.transaction()?;
     let mut seq = *next_seq;
@@ -675,6 +683,7 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
         edits.add(post, e);
     }
     tail.extend(written.tail);
+    post_index.add(written.post_refs, written.merges);
     for (row, deleted) in written.marks {
         tail.mark(row, deleted);
     }
@@ -710,6 +719,10 @@ struct Written {
     tail: Part,
     /// Stored rows it flagged: `rowid`, and deleted (or else edited).
     marks: Vec<(i64, bool)>,
+    /// Its posts: id, `seq`, thread group.
+    post_refs: Vec<(u64, i64, u64)>,
+    /// Thread groups absorbed: old, new.
+    merges: Vec<(u64, u64)>,
 }
 
 /// What the rules see: the stored events the batch names (as targets:
@@ -876,6 +889,8 @@ fn append_in(
             deleted_edits: Vec::new(),
             tail: Part::none(),
             marks: Vec::new(),
+            post_refs: Vec::new(),
+            merges: Vec::new(),
         });
     }
     for (ev, _) in &accepted {
@@ -957,6 +972,7 @@ fn append_in(
     //    values), the topic and follow rows one by one.
     let mut followed = Vec::new();
     let mut edits = Vec::new();
+    let mut post_refs = Vec::new();
     let new_tail;
     {
         let mut ev_rows = EventColumns::with_capacity(accepted.len());
@@ -967,6 +983,9 @@ fn append_in(
             let author = num(&ev.author)?;
             let deleted = newly_deleted.contains(&ev.id);
             let group = groups.roots.get(&ev.id).map(|g| groups.find(*g));
+            if let (EventType::Post, Some(g)) = (ev.kind, group) {
+                post_refs.push((ev.id.0, *next_seq, g));
+            }
             ev_rows.push(
                 *next_seq,
                 ev,
@@ -1071,7 +1090,7 @@ fn append_in(
     if !merges.is_empty() {
         c.execute("DELETE FROM q_groups", [])?;
         let mut app = c.appender_to_catalog_and_db("q_groups", "temp", "main")?;
-        for (old, new) in merges {
+        for &(old, new) in &merges {
             app.append_row(params![old, new])?;
         }
         app.flush()?;
@@ -1113,6 +1132,8 @@ fn append_in(
         deleted_edits,
         tail: new_tail,
         marks,
+        post_refs,
+        merges,
     })
 }
 
@@ -1648,30 +1669,27 @@ pub(crate) fn author_feed(
 type GroupRows = HashMap<u64, (i64, Head)>;
 
 /// Every post reachable below `id`, if it is a stored post: its thread
-/// group read with one query (the group found by the same statement),
-/// walked here. Only a cycle through `id` can be reached (each post has
-/// one parent), so not re-entering `id` is the whole cycle guard. Also
-/// gives the group's `events` rows.
+/// group (known in memory with its `seq` span) read with one query, walked
+/// here. Only a cycle through `id` can be reached (each post has one
+/// parent), so not re-entering `id` is the whole cycle guard. Also gives
+/// the group's `events` rows.
 fn reach(db: &Db, id: EventId) -> Res<Option<(Vec<ReachedNode>, GroupRows)>> {
+    let Some((group, (lo, hi))) = db.posts.group(id.0)? else {
+        return Ok(None);
+    };
     let mut children: HashMap<u64, Vec<(u64, i64, bool)>> = HashMap::new();
     let mut own: Option<(Option<u64>, i64, bool)> = None;
+    // `seq` follows the storage order, so DuckDB reads only the row groups
+    // of the span.
     let members = heads(
         db,
         concat!(
             "SELECT e.rowid, ",
             head_cols!(),
-            " FROM events e WHERE e.kind = 0 \
-             AND e.root = (SELECT root FROM events WHERE id = ? AND kind = 0)"
+            " FROM events e WHERE e.seq >= ? AND e.seq <= ? AND e.kind = 0 AND e.root = ?"
         ),
-        params![id.0],
+        params![lo, hi, group],
     )?;
-    if members.is_empty() {
-        // Not a stored post, or (damage) a post without a group.
-        return match post_group(db, id)? {
-            None => Ok(None),
-            Some(_) => Err(corrupt("a post is missing from its thread group")),
-        };
-    }
     let mut rows: GroupRows = HashMap::with_capacity(members.len());
     for (r, h) in members {
         let (nid, parent, ts, live) = (h.id, h.parent, h.ts, !h.deleted);
@@ -1710,25 +1728,6 @@ fn reach(db: &Db, id: EventId) -> Res<Option<(Vec<ReachedNode>, GroupRows)>> {
         }
     }
     Ok(Some((out, rows)))
-}
-
-/// A stored post and its thread group; `None` for anything else.
-fn post_group(db: &Db, id: EventId) -> Res<Option<u64>> {
-    let row: Option<(u8, Option<u64>)> = {
-        let mut stmt = prepare(&db.conn, "SELECT kind, root FROM events WHERE id = ?")?;
-        let mut rows = stmt.query(params![id.0])?;
-        match rows.next()? {
-            Some(r) => Some((r.get(0)?, r.get(1)?)),
-            None => None,
-        }
-    };
-    match row {
-        Some((k, Some(g))) if k == EventType::Post.code() => Ok(Some(g)),
-        Some((k, None)) if k == EventType::Post.code() => {
-            Err(corrupt("stored post without a thread group"))
-        }
-        _ => Ok(None),
-    }
 }
 
 pub(crate) fn thread(db: &Db, id: EventId) -> Res<Thread> {

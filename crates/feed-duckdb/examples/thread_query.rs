@@ -1,0 +1,101 @@
+//! What a thread's statements cost on a store: for 300 sampled posts of
+//! an `events.duckdb` (a copy: the store must not be open elsewhere),
+//! times the group query as it was (group found by `id`, then `root`
+//! scanned), as it is (`seq` span from memory, `root` within it), and the
+//! content rows by `rowid`, twice each, and prints p50 and p99.
+//!
+//! `cargo run --release -p feed-duckdb --example thread_query PATH`
+
+use std::error::Error;
+use std::time::Instant;
+
+use duckdb::{params, Connection};
+
+const HEAD: &str = "SELECT e.rowid, e.seq, e.id, e.kind, e.author, e.ts, e.hash, e.parent, \
+                    e.deleted, e.edited FROM events e";
+
+fn time(
+    name: &str,
+    n: usize,
+    mut f: impl FnMut(usize) -> duckdb::Result<usize>,
+) -> duckdb::Result<()> {
+    let mut d = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        if f(i)? == 0 {
+            return Err(duckdb::Error::QueryReturnedNoRows);
+        }
+        d.push(t.elapsed().as_micros());
+    }
+    d.sort_unstable();
+    println!(
+        "{name:28} p50 {:6} µs   p99 {:6} µs",
+        d[n / 2],
+        d[n * 99 / 100]
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let path = std::env::args()
+        .nth(1)
+        .ok_or("usage: thread_query PATH/events.duckdb")?;
+    let c = Connection::open(path)?;
+    c.execute_batch(
+        "SET threads = 2; SET memory_limit = '96MB'; SET dynamic_or_filter_threshold = 256;",
+    )?;
+    let ids: Vec<u64> = c
+        .prepare(
+            "SELECT id FROM events WHERE kind = 0 USING SAMPLE reservoir(300 ROWS) REPEATABLE (1)",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Err("no posts".into());
+    }
+    // Each sampled post's group and its `seq` span, and the group's rowids.
+    let mut groups = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let (g, lo, hi): (u64, i64, i64) = c.query_row(
+            "SELECT root, min(seq), max(seq) FROM events WHERE kind = 0 \
+             AND root = (SELECT root FROM events WHERE id = ?) GROUP BY root",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let rows: Vec<String> = c
+            .prepare("SELECT rowid FROM events WHERE kind = 0 AND root = ?")?
+            .query_map([g], |r| r.get::<_, i64>(0))?
+            .map(|r| r.map(|r| r.to_string()))
+            .collect::<Result<_, _>>()?;
+        groups.push((g, lo, hi, rows.join(",")));
+    }
+    let n = ids.len();
+    for _ in 0..2 {
+        time("group by id, then root", n, |i| {
+            let sql = format!(
+                "{HEAD} WHERE e.kind = 0 AND e.root = (SELECT root FROM events WHERE id = ? AND kind = 0)"
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_map([ids[i]], |r| r.get::<_, i64>(0))?
+                .count())
+        })?;
+        time("group by seq span and root", n, |i| {
+            let (g, lo, hi, _) = &groups[i];
+            let sql =
+                format!("{HEAD} WHERE e.seq >= ? AND e.seq <= ? AND e.kind = 0 AND e.root = ?");
+            Ok(c.prepare_cached(&sql)?
+                .query_map(params![lo, hi, g], |r| r.get::<_, i64>(0))?
+                .count())
+        })?;
+        time("content rows by rowid", n, |i| {
+            Ok(c.prepare_cached(
+                "SELECT q.r, c.id, c.content, c.tags, c.mentions, c.embedding \
+                 FROM (SELECT unnest(string_split(?, ','))::BIGINT AS r) q \
+                 JOIN event_content c ON c.rowid = q.r",
+            )?
+            .query_map([&groups[i].3], |r| r.get::<_, i64>(0))?
+            .count())
+        })?;
+    }
+    Ok(())
+}
