@@ -29,9 +29,10 @@ pub struct DuckConfig {
     pub memory_limit_mib: u32,
     /// DuckDB's worker `threads` (default 2).
     pub threads: u32,
-    /// The newest `event_content` rows kept in memory, KiB (default 8,192;
-    /// 0 turns it off): recent timelines and listings read their content
-    /// from it instead of a second DuckDB statement.
+    /// The newest stored events kept in memory, KiB (default 8,192; 0
+    /// turns it off): a recent home timeline is answered from them, and
+    /// listings read their content rows from them instead of a second
+    /// DuckDB statement.
     pub tail_cache_kib: u32,
 }
 
