@@ -62,7 +62,7 @@ impl DuckEventStore {
             context: format!("creating {}", dir.display()),
             source: e,
         })?;
-        let conn = schema::open(&dir.join(DB_FILE), config)?;
+        let conn = schema::open(dir, config)?;
         let tail_cap = usize::try_from(config.tail_cache_kib)
             .unwrap_or(usize::MAX)
             .saturating_mul(1024);

@@ -52,3 +52,15 @@ fn duckdb_event_store_passes_the_suite_with_a_small_tail() {
 fn duckdb_event_store_takes_hostile_input() {
     run_hostile_input_suite(&stores(DuckConfig::default()));
 }
+
+/// The store file is the one in the directory given, whose path holds a
+/// space and a quote (DuckDB expands the attached `~/events.duckdb`
+/// against the directory, which never enters SQL text).
+#[test]
+fn the_store_file_is_in_the_directory_given() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("a b'c").join("store");
+    let store = DuckEventStore::open(&dir, &DuckConfig::default()).expect("open");
+    drop(store);
+    assert!(dir.join(feed_duckdb::DB_FILE).is_file());
+}
