@@ -11,8 +11,16 @@ use std::time::Instant;
 
 use duckdb::{params, Connection};
 
-const HEAD: &str = "SELECT e.rowid, e.seq, e.id, e.kind, e.author, e.ts, e.hash, e.parent, \
-                    e.deleted, e.edited FROM events e";
+/// The columns the store's group query reads, then `tail`.
+macro_rules! group_query {
+    ($tail:literal) => {
+        concat!(
+            "SELECT e.rowid, e.seq, e.id, e.kind, e.author, e.ts, e.hash, e.parent, ",
+            "e.deleted, e.edited FROM events e ",
+            $tail
+        )
+    };
+}
 
 fn time(
     name: &str,
@@ -72,18 +80,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     let n = ids.len();
     for _ in 0..2 {
         time("group by id, then root", n, |i| {
-            let sql = format!(
-                "{HEAD} WHERE e.kind = 0 AND e.root = (SELECT root FROM events WHERE id = ? AND kind = 0)"
+            let sql = group_query!(
+                "WHERE e.kind = 0 AND e.root = (SELECT root FROM events WHERE id = ? AND kind = 0)"
             );
-            Ok(c.prepare_cached(&sql)?
+            Ok(c.prepare_cached(sql)?
                 .query_map([ids[i]], |r| r.get::<_, i64>(0))?
                 .count())
         })?;
         time("group by seq span and root", n, |i| {
             let (g, lo, hi, _) = &groups[i];
-            let sql =
-                format!("{HEAD} WHERE e.seq >= ? AND e.seq <= ? AND e.kind = 0 AND e.root = ?");
-            Ok(c.prepare_cached(&sql)?
+            let sql = group_query!("WHERE e.seq >= ? AND e.seq <= ? AND e.kind = 0 AND e.root = ?");
+            Ok(c.prepare_cached(sql)?
                 .query_map(params![lo, hi, g], |r| r.get::<_, i64>(0))?
                 .count())
         })?;
