@@ -8,6 +8,13 @@
 //! writes its WAL and syncs it at every commit, so an acknowledged batch
 //! survives a SIGKILL. See the crate README for figures and limits.
 
+/// The store file's name, as a literal for statement text ([`DB_FILE`]).
+macro_rules! db_file {
+    () => {
+        "events.duckdb"
+    };
+}
+
 mod schema;
 mod sql;
 
@@ -47,7 +54,7 @@ impl Default for DuckConfig {
 }
 
 /// The file inside a store directory.
-pub const DB_FILE: &str = "events.duckdb";
+pub const DB_FILE: &str = db_file!();
 
 /// An [`EventStore`] on DuckDB.
 pub struct DuckEventStore {

@@ -56,24 +56,8 @@ CREATE TEMP TABLE IF NOT EXISTS q_ids (id UBIGINT);
 CREATE TEMP TABLE IF NOT EXISTS q_groups (old UBIGINT, new UBIGINT);
 ";
 
-// The setting and the file name below are spelled out in statement text.
+// The setting below is spelled out in the statement text.
 const _: () = assert!(crate::sql::LOAD_CHUNK == 256);
-const _: () = assert!(const_str_eq(crate::DB_FILE, "events.duckdb"));
-
-const fn const_str_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
 
 /// Opens (creating if needed) `DB_FILE` in directory `dir`, with row groups
 /// of 16,384 rows instead of DuckDB's 122,880: a statement scans whole row
@@ -105,7 +89,9 @@ pub(crate) fn open(dir: &Path, cfg: &DuckConfig) -> Result<Connection, StoreErro
             .with("home_directory", home)?;
         let conn = Connection::open_in_memory_with_flags(config)?;
         conn.execute_batch(concat!(
-            "ATTACH '~/events.duckdb' AS feed (ROW_GROUP_SIZE 16384); USE feed; ",
+            "ATTACH '~/",
+            db_file!(),
+            "' AS feed (ROW_GROUP_SIZE 16384); USE feed; ",
             "SET enable_external_access = false;"
         ))?;
         // Fetching one row from an FSST-compressed string segment decodes

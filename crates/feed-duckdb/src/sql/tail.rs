@@ -102,10 +102,12 @@ impl Tail {
         if cap == 0 {
             return Ok(Tail::new(0, rows, UNKNOWN));
         }
+        // `events` by `seq` (`rowid + 1`, checked at open), which DuckDB
+        // prunes by row group; `event_content` has only its `rowid`.
         let mut heads = c.prepare(concat!(
             "SELECT e.rowid, ",
             head_cols!(),
-            " FROM events e WHERE e.rowid >= ? AND e.rowid < ? ORDER BY e.rowid"
+            " FROM events e WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq"
         ))?;
         let mut bodies = c.prepare(concat!(
             "SELECT c.rowid, ",
@@ -138,7 +140,7 @@ impl Tail {
         }
         // The newest post `ts` before the rows read.
         let before: Option<i64> = c
-            .prepare("SELECT max(ts) FROM events WHERE kind = ? AND rowid < ?")?
+            .prepare("SELECT max(ts) FROM events WHERE kind = ? AND seq <= ?")?
             .query_row(duckdb::params![EventType::Post.code(), end], |r| r.get(0))?;
         let mut tail = Tail::new(cap, end, before);
         for (start, rows) in chunks.into_iter().rev() {
@@ -158,8 +160,12 @@ impl Tail {
     }
 
     fn held_at(&self, row: i64) -> Option<&Held> {
-        let i = usize::try_from(row.checked_sub(self.first_row)?).ok()?;
-        self.held.get(i)
+        self.held.get(self.index(row)?)
+    }
+
+    /// The position of row `row` in `held`, if it can be there.
+    fn index(&self, row: i64) -> Option<usize> {
+        usize::try_from(row.checked_sub(self.first_row)?).ok()
     }
 
     fn end(&self) -> i64 {
@@ -210,10 +216,7 @@ impl Tail {
     /// Sets the flag a commit set on stored row `row`, if held: `deleted`,
     /// or (`deleted` false) `edited`, which only posts carry.
     pub(super) fn mark(&mut self, row: i64, deleted: bool) {
-        let Some(i) = row
-            .checked_sub(self.first_row)
-            .and_then(|i| usize::try_from(i).ok())
-        else {
+        let Some(i) = self.index(row) else {
             return;
         };
         if let Some(h) = self.held.get_mut(i) {
