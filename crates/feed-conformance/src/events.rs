@@ -502,6 +502,44 @@ async fn fixed_scenarios<F: StoreFactory>(factory: &F) -> Result<(), String> {
             ));
         }
     }
+    // Events that arrive before their targets, then a reopen, then the
+    // targets: a reply joins its parent's thread, a delete deletes, an
+    // edit takes effect (a store must find such early events again after
+    // reopening, not only within one session).
+    let s = factory.create().await.map_err(err("create"))?;
+    let mut del = FeedEvent::new(EventId(4), EventType::Delete, did(0), gen::BASE_TS + 4, "");
+    del.parent = Some(EventId(3));
+    let mut edit = FeedEvent::new(
+        EventId(6),
+        EventType::Edit,
+        did(0),
+        gen::BASE_TS + 6,
+        "edited",
+    );
+    edit.parent = Some(EventId(5));
+    append_all(&s, vec![post(2, Some(1)), del, edit]).await?;
+    let s = factory.reopen(s).await.map_err(err("reopen"))?;
+    append_all(&s, vec![post(1, None), post(3, None), post(5, None)]).await?;
+    let t = s.thread(EventId(1)).await.map_err(err("thread"))?;
+    let ids: Vec<EventId> = t.nodes.iter().map(|n| n.entry.id()).collect();
+    if ids != [EventId(1), EventId(2)] {
+        return Err(format!(
+            "a reply stored before its parent, then a reopen: thread {ids:?}, want [1, 2]"
+        ));
+    }
+    let got = s.get(EventId(3)).await.map_err(err("get"))?;
+    if got != Some(Entry::Deleted(EventId(3))) {
+        return Err(format!(
+            "a delete stored before its target, then a reopen: get {got:?}, want deleted"
+        ));
+    }
+    let got = s.get(EventId(5)).await.map_err(err("get"))?;
+    if !matches!(&got, Some(Entry::Live(v)) if v.edited && v.event.content.as_deref() == Some("edited"))
+    {
+        return Err(format!(
+            "an edit stored before its post, then a reopen: get {got:?}, want the edit in effect"
+        ));
+    }
     // 10,050 direct replies, the root deleted: placeholder root, truncated.
     let s = factory.create().await.map_err(err("create"))?;
     let mut evs: Vec<FeedEvent> = vec![post(1, None)];

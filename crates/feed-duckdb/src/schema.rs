@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS follows (follower INTEGER NOT NULL, followee INTEGER 
 -- The append path's scratch lists (per connection, never on disk).
 CREATE TEMP TABLE IF NOT EXISTS q_ids (id UBIGINT);
 CREATE TEMP TABLE IF NOT EXISTS q_groups (old UBIGINT, new UBIGINT);
+CREATE TEMP TABLE IF NOT EXISTS q_seqs (seq BIGINT);
 ";
 
 // The setting below is spelled out in the statement text.

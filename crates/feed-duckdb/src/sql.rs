@@ -131,6 +131,13 @@ pub(crate) struct Db {
     tail: Tail,
     /// Every stored post's `seq` and thread group.
     posts: Posts,
+    /// The highest stored event id: a batch's ids above it (Snowflake ids
+    /// mostly arrive in order) are new without a lookup.
+    max_id: Option<u64>,
+    /// Ids that stored posts, edits or deletes name as `parent` but that
+    /// are not stored: only such an id, when it arrives, has stored events
+    /// pointing at it (a reply or delete that came first).
+    dangling: HashSet<u64>,
 }
 
 /// Live follow edges: each follower's followees with the follow event,
@@ -278,6 +285,11 @@ fn row_of_seq(seq: i64) -> i64 {
     seq - 1
 }
 
+/// The arrival number of the `events` row `row` (see [`row_of_seq`]).
+fn seq_of_row(row: i64) -> i64 {
+    row + 1
+}
+
 impl Db {
     /// The highest arrival number given (0 for an empty store).
     pub(crate) fn log_head(&self) -> u64 {
@@ -289,12 +301,12 @@ impl Db {
     pub(crate) fn new(conn: Connection, tail_cap: usize) -> Res<Db> {
         // The next arrival number, and (same scan) the rows whose `rowid`
         // is not `seq - 1` (see [`row_of_seq`]).
-        let (next_seq, misplaced): (i64, i64) = conn
+        let (next_seq, misplaced, max_id): (i64, i64, Option<u64>) = conn
             .prepare(
-                "SELECT coalesce(max(seq), 0) + 1, count(*) FILTER (WHERE rowid <> seq - 1) \
-                 FROM events",
+                "SELECT coalesce(max(seq), 0) + 1, count(*) FILTER (WHERE rowid <> seq - 1), \
+                 max(id) FROM events",
             )?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         if misplaced != 0 {
             return Err(corrupt("events rows are not numbered by arrival"));
         }
@@ -358,6 +370,18 @@ impl Db {
                 );
             }
         }
+        let mut dangling = HashSet::new();
+        {
+            let mut stmt = conn.prepare(
+                "SELECT DISTINCT parent FROM events \
+                 WHERE kind IN (0, 5, 6) AND parent IS NOT NULL \
+                 AND parent NOT IN (SELECT id FROM events)",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                dangling.insert(r.get(0)?);
+            }
+        }
         let tail = Tail::load(&conn, next_seq - 1, tail_cap)?;
         let post_count = posts_by.iter().map(|&n| n as usize).sum();
         let posts = Posts::load(&conn, post_count, next_seq)?;
@@ -371,6 +395,8 @@ impl Db {
             edits,
             tail,
             posts,
+            max_id,
+            dangling,
         })
     }
 }
@@ -614,15 +640,32 @@ fn embedding_blob(e: &Embedding) -> Vec<u8> {
     e.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Replaces the rows of the write path's scratch table `q_ids`.
-fn fill_ids(c: &Connection, ids: impl IntoIterator<Item = u64>) -> Res<()> {
-    c.execute("DELETE FROM q_ids", [])?;
-    let mut app = c.appender_to_catalog_and_db("q_ids", "temp", "main")?;
-    for id in ids {
-        app.append_row([id])?;
+/// A scratch table of the write path: the statement that empties it, and
+/// its name.
+type Scratch = (&'static str, &'static str);
+/// Event ids.
+const Q_IDS: Scratch = ("DELETE FROM q_ids", "q_ids");
+/// Arrival numbers.
+const Q_SEQS: Scratch = ("DELETE FROM q_seqs", "q_seqs");
+
+/// Replaces the rows of a one-column scratch table.
+fn fill<T: duckdb::ToSql>(
+    c: &Connection,
+    (clear, table): Scratch,
+    vals: impl IntoIterator<Item = T>,
+) -> Res<()> {
+    c.execute(clear, [])?;
+    let mut app = c.appender_to_catalog_and_db(table, "temp", "main")?;
+    for v in vals {
+        app.append_row([v])?;
     }
     app.flush()?;
     Ok(())
+}
+
+/// Replaces the rows of `q_ids`.
+fn fill_ids(c: &Connection, ids: impl IntoIterator<Item = u64>) -> Res<()> {
+    fill(c, Q_IDS, ids)
 }
 
 /// A list of numbers as one text parameter, `1,2,3`, which a statement
@@ -659,10 +702,19 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
         edits,
         tail,
         posts: post_index,
+        max_id,
+        dangling,
     } = db;
     let tx = conn.transaction()?;
     let mut seq = *next_seq;
-    let res = append_in(&tx, dids, tail, &mut seq, batch).and_then(|w| Ok((w, tx.commit()?)));
+    let before = Before {
+        dids,
+        tail,
+        posts: post_index,
+        max_id: *max_id,
+        dangling,
+    };
+    let res = append_in(&tx, &before, &mut seq, batch).and_then(|w| Ok((w, tx.commit()?)));
     // Plans made before this write may rely on statistics it changed.
     conn.flush_prepared_statement_cache();
     let (written, ()) = res?;
@@ -684,6 +736,11 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
     }
     tail.extend(written.tail);
     post_index.add(written.post_refs, written.merges);
+    *max_id = (*max_id).max(written.max_id);
+    dangling.extend(written.dangling);
+    for id in written.arrived {
+        dangling.remove(&id);
+    }
     for (row, deleted) in written.marks {
         tail.mark(row, deleted);
     }
@@ -719,10 +776,25 @@ struct Written {
     tail: Part,
     /// Stored rows it flagged: `rowid`, and deleted (or else edited).
     marks: Vec<(i64, bool)>,
-    /// Its posts: id, `seq`, thread group.
-    post_refs: Vec<(u64, i64, u64)>,
+    /// Its posts: id, `seq`, thread group, author.
+    post_refs: Vec<(u64, i64, u64, i32)>,
     /// Thread groups absorbed: old, new.
     merges: Vec<(u64, u64)>,
+    /// The highest id it stored.
+    max_id: Option<u64>,
+    /// Parents its posts, edits and deletes name that are still not stored.
+    dangling: Vec<u64>,
+    /// Its ids that were dangling.
+    arrived: Vec<u64>,
+}
+
+/// The in-memory state a batch is admitted against (as of the last commit).
+struct Before<'a> {
+    dids: &'a Dids,
+    tail: &'a Tail,
+    posts: &'a Posts,
+    max_id: Option<u64>,
+    dangling: &'a HashSet<u64>,
 }
 
 /// What the rules see: the stored events the batch names (as targets:
@@ -785,25 +857,34 @@ impl Groups {
 
 fn append_in(
     c: &Connection,
-    dids: &Dids,
-    tail: &Tail,
+    before: &Before<'_>,
     next_seq: &mut i64,
     batch: Vec<FeedEvent>,
 ) -> Res<Written> {
+    let Before {
+        dids,
+        tail,
+        posts: stored_posts,
+        max_id,
+        dangling,
+    } = *before;
     // 1. Stored events that point at the batch's ids: deletes (their
-    //    authors), edits, and posts that arrived before their parent.
-    let named: HashSet<u64> = batch
+    //    authors), edits, and posts that arrived before their parent. Only
+    //    an id that was dangling can have them; the rules and the derived
+    //    state need them only for the batch's new ids.
+    let pointed_at: Vec<u64> = batch
         .iter()
-        .flat_map(|e| std::iter::once(e.id.0).chain(e.parent.map(|p| p.0)))
+        .map(|e| e.id.0)
+        .filter(|id| dangling.contains(id))
         .collect();
-    fill_ids(c, named.iter().copied())?;
     let mut deletes: HashMap<EventId, Vec<Did>> = HashMap::new();
     let mut edited: HashSet<EventId> = HashSet::new();
     // Thread groups (union-find over group ids): a post's group is its
     // parent's, and a post arriving after its replies absorbs their groups.
     let mut groups = Groups::default();
     let mut early_replies: HashMap<EventId, Vec<u64>> = HashMap::new();
-    {
+    if !pointed_at.is_empty() {
+        fill_ids(c, pointed_at.iter().copied())?;
         let mut stmt = prepare(
             c,
             "SELECT parent, kind, author, root FROM events \
@@ -838,9 +919,38 @@ fn append_in(
         in_batch: HashMap::new(),
         accepted: Vec::new(),
     };
-    // Their `rowid`s, for the flags [`Tail`] holds.
+    // Their `rowid`s, for the flags [`Tail`] holds and the `UPDATE`s.
     let mut stored_rows: HashMap<EventId, i64> = HashMap::new();
-    {
+    // Stored posts come from memory; the store is asked for the batch's
+    // ids not above the highest stored one (they may repeat one) and the
+    // parents that are not stored posts (deletes of reactions and follows,
+    // or events not stored).
+    let mut ask: HashSet<u64> = batch
+        .iter()
+        .map(|e| e.id.0)
+        .filter(|&id| max_id.is_some_and(|m| id <= m))
+        .collect();
+    for p in batch.iter().filter_map(|e| e.parent) {
+        match stored_posts.target(p.0) {
+            Some((seq, group, author)) => {
+                known.targets.insert(
+                    p,
+                    TargetRef {
+                        id: p,
+                        kind: EventType::Post,
+                        author: dids.did(author)?,
+                    },
+                );
+                groups.roots.insert(p, group);
+                stored_rows.insert(p, row_of_seq(seq));
+            }
+            None => {
+                ask.insert(p.0);
+            }
+        }
+    }
+    if !ask.is_empty() {
+        fill_ids(c, ask)?;
         let mut stmt = prepare(
             c,
             "SELECT id, kind, author, root, rowid FROM events WHERE id IN (SELECT id FROM q_ids)",
@@ -891,6 +1001,9 @@ fn append_in(
             marks: Vec::new(),
             post_refs: Vec::new(),
             merges: Vec::new(),
+            max_id: None,
+            dangling: Vec::new(),
+            arrived: Vec::new(),
         });
     }
     for (ev, _) in &accepted {
@@ -984,7 +1097,7 @@ fn append_in(
             let deleted = newly_deleted.contains(&ev.id);
             let group = groups.roots.get(&ev.id).map(|g| groups.find(*g));
             if let (EventType::Post, Some(g)) = (ev.kind, group) {
-                post_refs.push((ev.id.0, *next_seq, g));
+                post_refs.push((ev.id.0, *next_seq, g, author));
             }
             ev_rows.push(
                 *next_seq,
@@ -1041,14 +1154,26 @@ fn append_in(
             .map(|id| id.0)
             .collect()
     };
+    // Their rows are found by `seq`, which DuckDB prunes by row group
+    // (an `id` list is tested against every row); an id without a stored
+    // row (a rejected event's) has nothing to flag.
+    let seqs_of = |ids: &[u64]| -> Vec<i64> {
+        let mut seqs: Vec<i64> = ids
+            .iter()
+            .filter_map(|id| stored_rows.get(&EventId(*id)).map(|&r| seq_of_row(r)))
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    };
     let older_deleted = older(&newly_deleted);
     let mut deleted_edits = Vec::new();
     if !older_deleted.is_empty() {
-        fill_ids(c, older_deleted.iter().copied())?;
+        fill(c, Q_SEQS, seqs_of(&older_deleted))?;
         c.execute(
-            "UPDATE events SET deleted = true WHERE id IN (SELECT id FROM q_ids)",
+            "UPDATE events SET deleted = true WHERE seq IN (SELECT seq FROM q_seqs)",
             [],
         )?;
+        fill_ids(c, older_deleted.iter().copied())?;
         // Every one was named by a delete in the batch, so its type is
         // known: the derived tables are touched only when they hold it.
         let kinds: HashSet<EventType> = newly_deleted
@@ -1063,7 +1188,7 @@ fn append_in(
             let mut stmt = prepare(
                 c,
                 "SELECT parent, id FROM events \
-                 WHERE id IN (SELECT id FROM q_ids) AND kind = 5 AND parent IS NOT NULL",
+                 WHERE seq IN (SELECT seq FROM q_seqs) AND kind = 5 AND parent IS NOT NULL",
             )?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
@@ -1102,10 +1227,10 @@ fn append_in(
     }
     let older_edited = older(&edited);
     if !older_edited.is_empty() {
-        fill_ids(c, older_edited.iter().copied())?;
+        fill(c, Q_SEQS, seqs_of(&older_edited))?;
         c.execute(
             "UPDATE events SET edited = true \
-             WHERE id IN (SELECT id FROM q_ids) AND kind = 0 AND NOT edited",
+             WHERE seq IN (SELECT seq FROM q_seqs) AND kind = 0 AND NOT edited",
             [],
         )?;
     }
@@ -1122,6 +1247,19 @@ fn append_in(
         .filter(|(e, _)| e.kind == EventType::Post)
         .map(|(e, _)| Ok((e.ts, num(&e.author)?)))
         .collect::<Res<_>>()?;
+    // Parents still not stored, of the kinds step 1 asks about.
+    let still_dangling = accepted
+        .iter()
+        .filter(|(e, _)| {
+            matches!(
+                e.kind,
+                EventType::Post | EventType::Edit | EventType::Delete
+            )
+        })
+        .filter_map(|(e, _)| e.parent)
+        .filter(|p| !known.targets.contains_key(p))
+        .map(|p| p.0)
+        .collect();
     Ok(Written {
         statuses,
         new_dids,
@@ -1134,6 +1272,12 @@ fn append_in(
         marks,
         post_refs,
         merges,
+        max_id: batch_ids.iter().map(|id| id.0).max(),
+        dangling: still_dangling,
+        arrived: pointed_at
+            .into_iter()
+            .filter(|id| batch_ids.contains(&EventId(*id)))
+            .collect(),
     })
 }
 

@@ -10,19 +10,20 @@ use feed_core::EventType;
 
 use super::{corrupt, Res};
 
-/// A stored post: id, arrival number, and thread group as of when it was
-/// read or stored (groups absorbed since are followed through
-/// [`Posts::find`]).
+/// A stored post: id, arrival number, thread group as of when it was read
+/// or stored (groups absorbed since are followed through [`Posts::find`]),
+/// and author (DID number).
 #[derive(Clone, Copy)]
 struct PostRef {
     id: u64,
     seq: i64,
     group: u64,
+    author: i32,
 }
 
 /// Stored posts by id (a large sorted list and a small one for the newest,
 /// merged when the small one grows past [`RECENT`]), and the `seq` span of
-/// each thread group with more than one post. About 24 bytes per post and
+/// each thread group with more than one post. About 32 bytes per post and
 /// 40 per such group.
 #[derive(Default)]
 pub(super) struct Posts {
@@ -69,8 +70,9 @@ impl Posts {
         const CHUNK: i64 = 1 << 17;
         let post = EventType::Post.code();
         let mut base = Vec::with_capacity(count);
-        let mut stmt =
-            c.prepare("SELECT id, seq, root FROM events WHERE seq >= ? AND seq < ? AND kind = ?")?;
+        let mut stmt = c.prepare(
+            "SELECT id, seq, root, author FROM events WHERE seq >= ? AND seq < ? AND kind = ?",
+        )?;
         let mut start = 1;
         while start < next_seq {
             let end = start.saturating_add(CHUNK).min(next_seq);
@@ -81,6 +83,7 @@ impl Posts {
                     id: r.get(0)?,
                     seq: r.get(1)?,
                     group: group.ok_or_else(|| corrupt("stored post without a thread group"))?,
+                    author: r.get(3)?,
                 });
             }
             start = end;
@@ -142,13 +145,25 @@ impl Posts {
         Ok(Some((g, span)))
     }
 
-    /// After a commit: the posts stored (id, `seq`, group) and the groups
-    /// absorbed (`old` into `new`, as the store recorded them).
-    pub(super) fn add(&mut self, posts: Vec<(u64, i64, u64)>, merges: Vec<(u64, u64)>) {
+    /// Stored post `id` as the write path needs it: its `seq`, its thread
+    /// group now, and its author's DID number; `None` if `id` is not a
+    /// stored post.
+    pub(super) fn target(&self, id: u64) -> Option<(i64, u64, i32)> {
+        self.get(id).map(|p| (p.seq, self.find(p.group), p.author))
+    }
+
+    /// After a commit: the posts stored (id, `seq`, group, author) and the
+    /// groups absorbed (`old` into `new`, as the store recorded them).
+    pub(super) fn add(&mut self, posts: Vec<(u64, i64, u64, i32)>, merges: Vec<(u64, u64)>) {
         // The posts first, so that every group's own post is found.
         let fresh = posts
             .iter()
-            .map(|&(id, seq, group)| PostRef { id, seq, group })
+            .map(|&(id, seq, group, author)| PostRef {
+                id,
+                seq,
+                group,
+                author,
+            })
             .collect();
         merge(&mut self.recent, fresh);
         if self.recent.len() > RECENT {
@@ -167,7 +182,7 @@ impl Posts {
                 self.widen(new, lo, hi);
             }
         }
-        for (id, seq, group) in posts {
+        for (id, seq, group, _) in posts {
             let g = self.find(group);
             // A post alone in its group needs no span.
             if g != id || self.spans.contains_key(&g) {
@@ -197,7 +212,7 @@ mod tests {
         ) {
             let (mut into, mut new) = (Vec::new(), Vec::new());
             for (i, id) in ids.iter().enumerate() {
-                let p = PostRef { id: *id, seq: 0, group: *id };
+                let p = PostRef { id: *id, seq: 0, group: *id, author: 1 };
                 if sides[i] { into.push(p) } else { new.push(p) }
             }
             into.sort_unstable_by_key(|p| p.id);
@@ -214,25 +229,29 @@ mod tests {
     fn spans_follow_members_and_merges() {
         let mut p = Posts::default();
         // Post 10 alone, seq 1: a group of one.
-        p.add(vec![(10, 1, 10)], vec![]);
+        p.add(vec![(10, 1, 10, 1)], vec![]);
         assert_eq!(p.group(10).unwrap(), Some((10, (1, 1))));
         assert!(p.spans.is_empty());
         // A reply (11) in a later batch; a root (20) and its reply (21) in
         // the same batch.
-        p.add(vec![(11, 5, 10), (21, 6, 20), (20, 7, 20)], vec![]);
+        p.add(vec![(11, 5, 10, 2), (21, 6, 20, 1), (20, 7, 20, 3)], vec![]);
         assert_eq!(p.group(11).unwrap(), Some((10, (1, 5))));
         assert_eq!(p.group(20).unwrap(), Some((20, (6, 7))));
         // Reply 31 arrived before its parent 30 (its own group); 30 comes
         // as a reply to 21 and absorbs it.
-        p.add(vec![(31, 8, 31)], vec![]);
-        p.add(vec![(30, 9, 20)], vec![(31, 20)]);
+        p.add(vec![(31, 8, 31, 4)], vec![]);
+        p.add(vec![(30, 9, 20, 5)], vec![(31, 20)]);
         for id in [20, 21, 30, 31] {
             assert_eq!(p.group(id).unwrap(), Some((20, (6, 9))));
         }
+        // The write path's view: `seq`, the group now, the author.
+        assert_eq!(p.target(31), Some((8, 20, 4)));
+        assert_eq!(p.target(11), Some((5, 10, 2)));
+        assert_eq!(p.target(99), None);
         assert_eq!(p.group(99).unwrap(), None);
         // Past the small list's size, the lists are merged.
-        let many: Vec<(u64, i64, u64)> = (0..RECENT as u64 + 10)
-            .map(|i| (1000 + i, 100 + i as i64, 1000 + i))
+        let many: Vec<(u64, i64, u64, i32)> = (0..RECENT as u64 + 10)
+            .map(|i| (1000 + i, 100 + i as i64, 1000 + i, 1))
             .collect();
         p.add(many, vec![]);
         assert!(p.recent.is_empty());
