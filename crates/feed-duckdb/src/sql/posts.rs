@@ -67,7 +67,6 @@ impl Posts {
     /// arrival numbers below `next_seq`), one `seq` range per statement
     /// (DuckDB materialises a result in full).
     pub(super) fn load(c: &Connection, count: usize, next_seq: i64) -> Res<Posts> {
-        const CHUNK: i64 = 1 << 17;
         let post = EventType::Post.code();
         let mut base = Vec::with_capacity(count);
         let mut stmt = c.prepare(
@@ -75,7 +74,7 @@ impl Posts {
         )?;
         let mut start = 1;
         while start < next_seq {
-            let end = start.saturating_add(CHUNK).min(next_seq);
+            let end = start.saturating_add(super::LOAD_SEQS).min(next_seq);
             let mut rows = stmt.query(duckdb::params![start, end, post])?;
             while let Some(r) = rows.next()? {
                 let group: Option<u64> = r.get(2)?;
