@@ -77,7 +77,7 @@ pub struct WorkerArgs {
     no_index: bool,
 }
 
-use feed_core::sys::{peak_rss_kib as vm_hwm_kib, reset_peak_rss as reset_peak};
+use feed_core::sys::{peak_rss_kib as vm_hwm_kib, reset_peak_rss as reset_peak, rss_parts_kib};
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -340,6 +340,7 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         );
     }
     let query_peak = vm_hwm_kib();
+    let (rss_file, rss_anon) = rss_parts_kib().unzip();
     let recall = match fs.index() {
         Some(index) if !search_queries.is_empty() => Some(
             recall_at_10(
@@ -363,6 +364,8 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         "bytes_per_event": stats.bytes_on_disk as f64 / events.max(1) as f64,
         "peak_rss_ingest_kib": ingest_peak,
         "peak_rss_queries_kib": query_peak,
+        "rss_file_after_queries_kib": rss_file,
+        "rss_anon_after_queries_kib": rss_anon,
         "peak_reset_supported": peak_reset,
         "vectors": match fs.index() { Some(i) => json!(i.len().await?), None => json!(null) },
         "search_recall_at_10": recall,
@@ -604,6 +607,30 @@ fn print_table(results: &[Value]) {
                     fmt(
                         num(r, &["peak_rss_queries_kib"]).map(|k| k / 1024.0),
                         " MiB",
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "RSS at end: mapped files".into(),
+            results
+                .iter()
+                .map(|r| {
+                    fmt(
+                        num(r, &["rss_file_after_queries_kib"]).map(|k| k / 1024.0),
+                        "",
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "RSS at end: anonymous".into(),
+            results
+                .iter()
+                .map(|r| {
+                    fmt(
+                        num(r, &["rss_anon_after_queries_kib"]).map(|k| k / 1024.0),
+                        "",
                     )
                 })
                 .collect(),

@@ -116,6 +116,23 @@ pub fn peak_rss_kib() -> Option<u64> {
         .ok()
 }
 
+/// The resident set now, KiB, in two parts: pages of mapped files (the
+/// program and its shared libraries, mostly code) and anonymous memory
+/// (heap, buffers: the data). `None` where `/proc/self/status` does not
+/// say.
+pub fn rss_parts_kib() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        s.lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("RssFile:")?, field("RssAnon:")?))
+}
+
 /// Resets VmHWM to the current RSS (Linux `clear_refs` 5), so the next
 /// phase's peak is its own. Returns whether that worked.
 pub fn reset_peak_rss() -> bool {
@@ -125,6 +142,20 @@ pub fn reset_peak_rss() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn anonymous_rss_counts_touched_heap() {
+        let (file, before) = rss_parts_kib().expect("/proc/self/status has RssFile and RssAnon");
+        assert!(file > 0, "the test binary's own pages are file-backed");
+        let block = std::hint::black_box(vec![1u8; 32 << 20]);
+        let (_, after) = rss_parts_kib().expect("read again");
+        assert!(
+            after >= before + (24 << 10),
+            "32 MiB touched: anonymous {before} → {after} KiB"
+        );
+        drop(block);
+    }
 
     #[test]
     fn pins_nest_and_release() {
