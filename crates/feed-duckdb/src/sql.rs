@@ -136,8 +136,11 @@ pub(crate) struct Db {
     max_id: Option<u64>,
     /// Ids that stored posts, edits or deletes name as `parent` but that
     /// are not stored: only such an id, when it arrives, has stored events
-    /// pointing at it (a reply or delete that came first).
-    dangling: HashSet<u64>,
+    /// pointing at it (a reply or delete that came first). Read at the
+    /// first append after open, so that a process that only reads never
+    /// scans the `parent` column (its blocks would stay in DuckDB's buffer
+    /// pool).
+    dangling: Option<HashSet<u64>>,
 }
 
 /// Live follow edges: each follower's followees with the follow event,
@@ -373,7 +376,6 @@ impl Db {
         let tail = Tail::load(&conn, next_seq - 1, tail_cap)?;
         let post_count = posts_by.iter().map(|&n| n as usize).sum();
         let posts = Posts::load(&conn, post_count, next_seq)?;
-        let dangling = load_dangling(&conn, &posts, next_seq)?;
         Ok(Db {
             conn,
             next_seq,
@@ -385,7 +387,7 @@ impl Db {
             tail,
             posts,
             max_id,
-            dangling,
+            dangling: None,
         })
     }
 }
@@ -734,6 +736,11 @@ pub(crate) fn append(db: &mut Db, batch: Vec<FeedEvent>) -> Res<Vec<AppendStatus
         max_id,
         dangling,
     } = db;
+    let loaded = match dangling.take() {
+        Some(d) => d,
+        None => load_dangling(conn, post_index, *next_seq)?,
+    };
+    let dangling = dangling.insert(loaded);
     let tx = conn.transaction()?;
     let mut seq = *next_seq;
     let before = Before {
