@@ -543,6 +543,17 @@ fn num(v: &Value, path: &[&str]) -> Option<f64> {
     cur.as_f64()
 }
 
+/// A table row of a KiB figure each result holds under `key`, in MiB.
+fn mib_row(results: &[Value], label: &str, key: &str) -> (String, Vec<String>) {
+    (
+        label.into(),
+        results
+            .iter()
+            .map(|r| fmt(num(r, &[key]).map(|k| k / 1024.0), " MiB"))
+            .collect(),
+    )
+}
+
 fn fmt(x: Option<f64>, unit: &str) -> String {
     match x {
         None => "—".into(),
@@ -592,48 +603,17 @@ fn print_table(results: &[Value]) {
                 .map(|r| fmt(num(r, &["single_append", "p50_us"]), " µs"))
                 .collect(),
         ),
-        (
-            "peak RSS ingest".into(),
-            results
-                .iter()
-                .map(|r| fmt(num(r, &["peak_rss_ingest_kib"]).map(|k| k / 1024.0), " MiB"))
-                .collect(),
+        mib_row(results, "peak RSS ingest", "peak_rss_ingest_kib"),
+        mib_row(results, "peak RSS queries", "peak_rss_queries_kib"),
+        mib_row(
+            results,
+            "RSS at end: mapped files",
+            "rss_file_after_queries_kib",
         ),
-        (
-            "peak RSS queries".into(),
-            results
-                .iter()
-                .map(|r| {
-                    fmt(
-                        num(r, &["peak_rss_queries_kib"]).map(|k| k / 1024.0),
-                        " MiB",
-                    )
-                })
-                .collect(),
-        ),
-        (
-            "RSS at end: mapped files".into(),
-            results
-                .iter()
-                .map(|r| {
-                    fmt(
-                        num(r, &["rss_file_after_queries_kib"]).map(|k| k / 1024.0),
-                        "",
-                    )
-                })
-                .collect(),
-        ),
-        (
-            "RSS at end: anonymous".into(),
-            results
-                .iter()
-                .map(|r| {
-                    fmt(
-                        num(r, &["rss_anon_after_queries_kib"]).map(|k| k / 1024.0),
-                        "",
-                    )
-                })
-                .collect(),
+        mib_row(
+            results,
+            "RSS at end: anonymous",
+            "rss_anon_after_queries_kib",
         ),
         (
             "bytes/event on disk".into(),
