@@ -404,9 +404,7 @@ fn load_dangling(c: &Connection, posts: &Posts, next_seq: i64) -> Res<HashSet<u6
         "SELECT parent FROM events \
          WHERE seq >= ? AND seq < ? AND kind IN (0, 5, 6) AND parent IS NOT NULL",
     )?;
-    let mut start = 1;
-    while start < next_seq {
-        let end = start.saturating_add(LOAD_SEQS).min(next_seq);
+    for (start, end) in seq_ranges(next_seq) {
         let mut rows = stmt.query(params![start, end])?;
         while let Some(r) = rows.next()? {
             let p: u64 = r.get(0)?;
@@ -414,7 +412,6 @@ fn load_dangling(c: &Connection, posts: &Posts, next_seq: i64) -> Res<HashSet<u6
                 others.insert(p);
             }
         }
-        start = end;
     }
     if others.is_empty() {
         return Ok(others);
@@ -428,9 +425,22 @@ fn load_dangling(c: &Connection, posts: &Posts, next_seq: i64) -> Res<HashSet<u6
     Ok(others)
 }
 
-/// Rows per statement when the open reads a column of every row (DuckDB
-/// materialises a result in full).
-pub(super) const LOAD_SEQS: i64 = 1 << 17;
+/// The `seq` ranges `start..end` (end excluded) of at most 131,072 rows
+/// that cover arrival numbers `1..next_seq`: one statement each when a
+/// column of every row is read (DuckDB materialises a result in full).
+fn seq_ranges(next_seq: i64) -> impl Iterator<Item = (i64, i64)> {
+    const ROWS: i64 = 1 << 17;
+    let mut start = 1;
+    std::iter::from_fn(move || {
+        if start >= next_seq {
+            return None;
+        }
+        let end = start.saturating_add(ROWS).min(next_seq);
+        let range = (start, end);
+        start = end;
+        Some(range)
+    })
+}
 
 /// DID ↔ number, both ways.
 #[derive(Default)]
@@ -1194,12 +1204,9 @@ fn append_in(
     // (an `id` list is tested against every row); an id without a stored
     // row (a rejected event's) has nothing to flag.
     let seqs_of = |ids: &[u64]| -> Vec<i64> {
-        let mut seqs: Vec<i64> = ids
-            .iter()
+        ids.iter()
             .filter_map(|id| stored_rows.get(&EventId(*id)).map(|&r| seq_of_row(r)))
-            .collect();
-        seqs.sort_unstable();
-        seqs
+            .collect()
     };
     let older_deleted = older(&newly_deleted);
     let mut deleted_edits = Vec::new();
@@ -2252,4 +2259,24 @@ pub(crate) fn export_page(db: &Db, after: i64, n: usize) -> Res<Vec<(i64, FeedEv
     .into_iter()
     .map(|r| (r.seq, r.ev))
     .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seq_ranges;
+
+    /// The ranges cover `1..next_seq` in order, without gaps or overlaps,
+    /// none longer than 131,072 rows; an empty store has none.
+    #[test]
+    fn seq_ranges_cover_every_arrival_number_once() {
+        assert_eq!(seq_ranges(1).count(), 0);
+        assert_eq!(seq_ranges(2).collect::<Vec<_>>(), [(1, 2)]);
+        for next_seq in [131_072, 131_073, 131_074, 1_000_001] {
+            let ranges: Vec<(i64, i64)> = seq_ranges(next_seq).collect();
+            assert_eq!(ranges.first().map(|r| r.0), Some(1));
+            assert_eq!(ranges.last().map(|r| r.1), Some(next_seq));
+            assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0));
+            assert!(ranges.iter().all(|&(a, b)| a < b && b - a <= 1 << 17));
+        }
+    }
 }

@@ -72,9 +72,7 @@ impl Posts {
         let mut stmt = c.prepare(
             "SELECT id, seq, root, author FROM events WHERE seq >= ? AND seq < ? AND kind = ?",
         )?;
-        let mut start = 1;
-        while start < next_seq {
-            let end = start.saturating_add(super::LOAD_SEQS).min(next_seq);
+        for (start, end) in super::seq_ranges(next_seq) {
             let mut rows = stmt.query(duckdb::params![start, end, post])?;
             while let Some(r) = rows.next()? {
                 let group: Option<u64> = r.get(2)?;
@@ -85,7 +83,6 @@ impl Posts {
                     author: r.get(3)?,
                 });
             }
-            start = end;
         }
         // The spans of groups of two or more: sorted by group in place (no
         // second copy of the list), then back by id.
