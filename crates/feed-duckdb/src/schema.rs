@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS follows (follower INTEGER NOT NULL, followee INTEGER 
 -- The append path's scratch lists (per connection, never on disk).
 CREATE TEMP TABLE IF NOT EXISTS q_ids (id UBIGINT);
 CREATE TEMP TABLE IF NOT EXISTS q_groups (old UBIGINT, new UBIGINT);
-CREATE TEMP TABLE IF NOT EXISTS q_seqs (seq BIGINT);
+CREATE TEMP TABLE IF NOT EXISTS q_flags (seq BIGINT, del BOOLEAN, ed BOOLEAN);
 ";
 
 // The setting below is spelled out in the statement text.

@@ -686,8 +686,6 @@ fn embedding_blob(e: &Embedding) -> Vec<u8> {
 type Scratch = (&'static str, &'static str);
 /// Event ids.
 const Q_IDS: Scratch = ("DELETE FROM q_ids", "q_ids");
-/// Arrival numbers.
-const Q_SEQS: Scratch = ("DELETE FROM q_seqs", "q_seqs");
 
 /// Replaces the rows of a one-column scratch table.
 fn fill<T: duckdb::ToSql>(
@@ -1209,13 +1207,38 @@ fn append_in(
             .collect()
     };
     let older_deleted = older(&newly_deleted);
-    let mut deleted_edits = Vec::new();
-    if !older_deleted.is_empty() {
-        fill(c, Q_SEQS, seqs_of(&older_deleted))?;
+    let older_edited = older(&edited);
+    // Both flags in one `UPDATE` (one pass over the `seq` column): each
+    // row's arrival number with whether it is deleted and whether it is a
+    // post that got an edit.
+    let mut flags: HashMap<i64, (bool, bool)> = HashMap::new();
+    for (ids, deleted) in [(&older_deleted, true), (&older_edited, false)] {
+        for s in seqs_of(ids) {
+            let f = flags.entry(s).or_default();
+            if deleted {
+                f.0 = true;
+            } else {
+                f.1 = true;
+            }
+        }
+    }
+    if !flags.is_empty() {
+        c.execute("DELETE FROM q_flags", [])?;
+        let mut app = c.appender_to_catalog_and_db("q_flags", "temp", "main")?;
+        for (s, (d, e)) in &flags {
+            app.append_row(params![s, d, e])?;
+        }
+        app.flush()?;
+        drop(app);
         c.execute(
-            "UPDATE events SET deleted = true WHERE seq IN (SELECT seq FROM q_seqs)",
+            "UPDATE events SET deleted = deleted OR q.del, \
+             edited = edited OR (q.ed AND events.kind = 0) \
+             FROM q_flags q WHERE events.seq = q.seq",
             [],
         )?;
+    }
+    let mut deleted_edits = Vec::new();
+    if !older_deleted.is_empty() {
         fill_ids(c, older_deleted.iter().copied())?;
         // Every one was named by a delete in the batch, so its type is
         // known: the derived tables are touched only when they hold it.
@@ -1230,8 +1253,8 @@ fn append_in(
         if kinds.contains(&EventType::Edit) {
             let mut stmt = prepare(
                 c,
-                "SELECT parent, id FROM events \
-                 WHERE seq IN (SELECT seq FROM q_seqs) AND kind = 5 AND parent IS NOT NULL",
+                "SELECT e.parent, e.id FROM events e JOIN q_flags q ON e.seq = q.seq \
+                 WHERE q.del AND e.kind = 5 AND e.parent IS NOT NULL",
             )?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
@@ -1265,15 +1288,6 @@ fn append_in(
         drop(app);
         c.execute(
             "UPDATE events SET root = q_groups.new FROM q_groups WHERE events.root = q_groups.old",
-            [],
-        )?;
-    }
-    let older_edited = older(&edited);
-    if !older_edited.is_empty() {
-        fill(c, Q_SEQS, seqs_of(&older_edited))?;
-        c.execute(
-            "UPDATE events SET edited = true \
-             WHERE seq IN (SELECT seq FROM q_seqs) AND kind = 0 AND NOT edited",
             [],
         )?;
     }
