@@ -686,17 +686,21 @@ fn embedding_blob(e: &Embedding) -> Vec<u8> {
 type Scratch = (&'static str, &'static str);
 /// Event ids.
 const Q_IDS: Scratch = ("DELETE FROM q_ids", "q_ids");
+/// Rows to flag: arrival number, deleted, edited.
+const Q_FLAGS: Scratch = ("DELETE FROM q_flags", "q_flags");
+/// Thread groups absorbed: old group, the group that took it in.
+const Q_GROUPS: Scratch = ("DELETE FROM q_groups", "q_groups");
 
-/// Replaces the rows of a one-column scratch table.
-fn fill<T: duckdb::ToSql>(
+/// Replaces the rows of a scratch table.
+fn fill<P: duckdb::AppenderParams>(
     c: &Connection,
     (clear, table): Scratch,
-    vals: impl IntoIterator<Item = T>,
+    rows: impl IntoIterator<Item = P>,
 ) -> Res<()> {
     c.execute(clear, [])?;
     let mut app = c.appender_to_catalog_and_db(table, "temp", "main")?;
-    for v in vals {
-        app.append_row([v])?;
+    for r in rows {
+        app.append_row(r)?;
     }
     app.flush()?;
     Ok(())
@@ -704,7 +708,7 @@ fn fill<T: duckdb::ToSql>(
 
 /// Replaces the rows of `q_ids`.
 fn fill_ids(c: &Connection, ids: impl IntoIterator<Item = u64>) -> Res<()> {
-    fill(c, Q_IDS, ids)
+    fill(c, Q_IDS, ids.into_iter().map(|id| [id]))
 }
 
 /// A list of numbers as one text parameter, `1,2,3`, which a statement
@@ -1223,13 +1227,13 @@ fn append_in(
         }
     }
     if !flags.is_empty() {
-        c.execute("DELETE FROM q_flags", [])?;
-        let mut app = c.appender_to_catalog_and_db("q_flags", "temp", "main")?;
-        for (s, (d, e)) in &flags {
-            app.append_row(params![s, d, e])?;
-        }
-        app.flush()?;
-        drop(app);
+        fill(
+            c,
+            Q_FLAGS,
+            flags
+                .iter()
+                .map(|(s, (d, e))| [s as &dyn duckdb::ToSql, d, e]),
+        )?;
         c.execute(
             "UPDATE events SET deleted = deleted OR q.del, \
              edited = edited OR (q.ed AND events.kind = 0) \
@@ -1279,13 +1283,7 @@ fn append_in(
     // Stored thread groups absorbed by the batch's posts.
     let merges: Vec<(u64, u64)> = groups.up.keys().map(|&g| (g, groups.find(g))).collect();
     if !merges.is_empty() {
-        c.execute("DELETE FROM q_groups", [])?;
-        let mut app = c.appender_to_catalog_and_db("q_groups", "temp", "main")?;
-        for &(old, new) in &merges {
-            app.append_row(params![old, new])?;
-        }
-        app.flush()?;
-        drop(app);
+        fill(c, Q_GROUPS, merges.iter().map(|&(old, new)| [old, new]))?;
         c.execute(
             "UPDATE events SET root = q_groups.new FROM q_groups WHERE events.root = q_groups.old",
             [],
