@@ -34,7 +34,8 @@ pub struct BenchArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Backends to run (default: every compiled one, plus `memory` as a
-    /// baseline). `lite/merge` and `lite/scan` force a timeline plan.
+    /// baseline). `lite/merge` and `lite/scan` force a timeline plan;
+    /// `lite/graph` makes every vector base a usearch graph.
     #[arg(long, value_delimiter = ',')]
     backends: Vec<String>,
     /// Calls per query type.
@@ -491,7 +492,7 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let (backend, variant) = b.split_once('/').unwrap_or((b, ""));
         let status = std::process::Command::new(&exe)
-            .env("FEED_LITE_TIMELINE", variant)
+            .env("FEED_LITE_VARIANT", variant)
             .args(["bench-worker", "--backend", backend, "--label", b, "--data"])
             .arg(&data)
             .arg("--dir")

@@ -193,20 +193,26 @@ async fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow
     match backend {
         #[cfg(feature = "lite")]
         "lite" => {
-            // Benchmarks compare timeline plans (`feed bench --backends lite/scan`).
+            // Benchmarks compare timeline plans and vector layouts
+            // (`feed bench --backends lite/scan,lite/graph`).
+            let variant = std::env::var("FEED_LITE_VARIANT").unwrap_or_default();
             let config = feed_sqlite_lite::SqliteConfig {
-                timeline: match std::env::var("FEED_LITE_TIMELINE").as_deref() {
-                    Ok("merge") => feed_sqlite_lite::TimelinePlan::Merge,
-                    Ok("scan") => feed_sqlite_lite::TimelinePlan::Scan,
+                timeline: match variant.as_str() {
+                    "merge" => feed_sqlite_lite::TimelinePlan::Merge,
+                    "scan" => feed_sqlite_lite::TimelinePlan::Scan,
                     _ => feed_sqlite_lite::TimelinePlan::Auto,
                 },
                 ..feed_sqlite_lite::SqliteConfig::default()
             };
             let events = feed_sqlite_lite::SqliteEventStore::open(&dir.join("lite"), &config)
                 .with_context(|| format!("opening the lite store in {}", dir.display()))?;
+            let mut vector_config = feed_sqlite_lite::UsearchConfig::default();
+            if variant == "graph" {
+                vector_config.flat_max = 0;
+            }
             let vectors = feed_sqlite_lite::UsearchVectorIndex::open(
                 &dir.join("lite").join("vectors"),
-                feed_sqlite_lite::UsearchConfig::default(),
+                vector_config,
             )
             .map(|v| Box::new(v) as Box<dyn VectorIndex>)
             .with_context(|| format!("opening the lite vector index in {}", dir.display()));

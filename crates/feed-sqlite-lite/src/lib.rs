@@ -8,6 +8,7 @@
 //! on each event (also when the delete arrived first) and the live follow
 //! edges. See the crate README for durability and memory settings.
 
+mod codes;
 mod schema;
 mod sql;
 mod vectors;

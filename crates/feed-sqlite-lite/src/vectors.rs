@@ -4,18 +4,22 @@
 //! - `vectors.sqlite` — the truth: one row per vector with its filter fields
 //!   and the exact f32 vector (for exact scoring and rebuilds), plus a
 //!   write number `seq`;
-//! - `vectors-<gen>.usearch` — the *base*: an immutable usearch HNSW over
-//!   1-bit codes (sign of each component, packed by us, Hamming distance),
-//!   served from a memory-mapped view (usearch refuses writes to a view, and
-//!   we never try);
-//! - in memory, the *delta*: a small mutable usearch index of the rows
-//!   written since the base was built (`seq > base_seq`).
+//! - the *base*, immutable, over 1-bit codes (sign of each component,
+//!   packed by us, Hamming distance), in one of two forms:
+//!   `vectors-<gen>.bits`, a flat file of (key, code) records scanned in
+//!   full with `pread` (bases of at most `flat_max` vectors: nothing is
+//!   mapped, so the process stays small), or `vectors-<gen>.usearch`, a
+//!   usearch HNSW served from a memory-mapped view (usearch refuses writes
+//!   to a view, and we never try);
+//! - in memory, the *delta*: the rows written since the base was built
+//!   (`seq > base_seq`), as flat records beside a flat base (or none) and
+//!   as a small mutable usearch index beside a graph.
 //!
 //! Search: when at most `exact_max` rows pass the filter, they are scored
 //! exactly straight from SQLite (exact mode). Otherwise the base and the
-//! delta each propose candidates (a filtered graph search when a filter is
-//! set), the nearest codes of both are kept, and each is rescored exactly
-//! from its stored vector;
+//! delta each propose candidates (a scan of every code, or a graph search;
+//! only rows passing the filter when one is set), the nearest codes of
+//! both are kept, and each is rescored exactly from its stored vector;
 //! removed or replaced rows are dropped or rescored there, so the stale
 //! codes a base may hold never leak. When the delta (plus the base's stale
 //! rows) outgrows `max(merge_min, base / 8)`, a background thread builds the
@@ -34,6 +38,10 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use usearch::{b1x8, Index, IndexOptions, MetricKind, ScalarKind};
 
 use feed_core::memvec::rank;
+
+use crate::codes::{
+    words, write_base, Allowed, Asymmetric, FlatBase, FlatDelta, FlatError, Nearest, CODE_BYTES,
+};
 use feed_core::{
     dot, Embedding, EventId, Hit, IndexError, SearchMode, VectorFilter, VectorIndex, VectorRecord,
     EMBEDDING_DIM,
@@ -44,9 +52,6 @@ use crate::SqliteConfig;
 
 /// The SQLite file inside an index directory.
 pub const VECTOR_DB: &str = "vectors.sqlite";
-
-/// Bytes of one packed 1-bit code.
-const CODE_BYTES: usize = EMBEDDING_DIM / 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS vec (
@@ -77,10 +82,22 @@ pub struct UsearchConfig {
     pub expansion_add: usize,
     /// Candidate list width while searching (default 256).
     pub expansion_search: usize,
-    /// Candidates rescored exactly per search, at least (default 160;
-    /// `4 × k` when that is more): the nearest codes of base and delta
-    /// together.
+    /// Bases of at most this many vectors are flat files scanned in full
+    /// (default 262,144): no graph to build or map, memory bounded by one
+    /// 56 KiB read buffer. Larger bases are usearch graphs. 0 makes every
+    /// base a graph.
+    pub flat_max: usize,
+    /// Graph bases: candidates rescored exactly per search, at least
+    /// (default 160; `4 × k` when that is more): the nearest codes of base
+    /// and delta together.
     pub candidates: usize,
+    /// Flat bases: the nearest codes by Hamming distance kept per search
+    /// (default 320; `8 × k` when that is more), re-ranked by the query's
+    /// values against their bits.
+    pub pool: usize,
+    /// Flat bases: of the pool, how many of the best are rescored exactly
+    /// (default 96; `4 × k` when that is more).
+    pub rescored: usize,
     /// The delta is merged into a new base once it holds this many rows,
     /// or an eighth of the base if that is more (default 1,024).
     pub merge_min: usize,
@@ -100,7 +117,10 @@ impl Default for UsearchConfig {
             connectivity: 16,
             expansion_add: 128,
             expansion_search: 256,
+            flat_max: 262_144,
             candidates: 160,
+            pool: 320,
+            rescored: 96,
             merge_min: 1_024,
             background_merge: true,
         }
@@ -122,11 +142,71 @@ struct Inner {
     merge: Mutex<Option<JoinHandle<Result<(), IndexError>>>>,
 }
 
+/// The base: a flat code file or a viewed usearch graph.
+enum Base {
+    Flat(FlatBase),
+    Graph(Index),
+}
+
+/// The rows written since the base: flat records, or a usearch index
+/// beside a graph base.
+enum Delta {
+    Flat(FlatDelta),
+    Graph(Index),
+}
+
+impl Delta {
+    /// An empty delta of the kind that goes with a base of that kind.
+    fn new(cfg: &UsearchConfig, graph_base: bool) -> Result<Delta, IndexError> {
+        Ok(if graph_base {
+            Delta::Graph(new_index(cfg)?)
+        } else {
+            Delta::Flat(FlatDelta::default())
+        })
+    }
+
+    /// Rows held (a flat delta counts a key written twice twice).
+    fn len(&self) -> usize {
+        match self {
+            Delta::Flat(d) => d.len(),
+            Delta::Graph(ix) => ix.size(),
+        }
+    }
+
+    /// Adds (or replaces) the code of `id`.
+    fn put(&mut self, id: u64, v: &[f32]) -> Result<(), IndexError> {
+        match self {
+            Delta::Flat(d) => d.push(id, &pack_bits(v)),
+            Delta::Graph(ix) => {
+                if ix.contains(id) {
+                    ix.remove(id).map_err(backend("remove"))?;
+                }
+                add_code(ix, id, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the code of `id`; false when a stale code stays behind (a
+    /// flat delta, where rescoring skips it) until the next merge.
+    fn drop_key(&mut self, id: u64) -> Result<bool, IndexError> {
+        match self {
+            Delta::Flat(_) => Ok(false),
+            Delta::Graph(ix) => {
+                if ix.contains(id) {
+                    ix.remove(id).map_err(backend("remove"))?;
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
 struct State {
-    base: Option<Index>,
+    base: Option<Base>,
     base_gen: i64,
     base_seq: i64,
-    delta: Index,
+    delta: Delta,
     /// Writes since the base was built (delta rows, replaced and removed
     /// base rows): what makes a merge worthwhile.
     changes: usize,
@@ -135,7 +215,11 @@ struct State {
 impl State {
     /// Vectors in the base, stale ones included.
     fn base_len(&self) -> usize {
-        self.base.as_ref().map_or(0, Index::size)
+        match &self.base {
+            None => 0,
+            Some(Base::Flat(b)) => b.len(),
+            Some(Base::Graph(ix)) => ix.size(),
+        }
     }
 }
 
@@ -145,6 +229,36 @@ fn backend<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> IndexError + '_ {
 
 fn sql_err(e: rusqlite::Error) -> IndexError {
     IndexError::Backend(format!("vectors.sqlite: {e}"))
+}
+
+/// Column `i` of a `vec` row: a stored vector's bytes.
+fn blob_at<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8], IndexError> {
+    r.get_ref(i)
+        .map_err(sql_err)?
+        .as_blob()
+        .map_err(|e| IndexError::Backend(format!("vectors.sqlite holds a non-blob vector: {e}")))
+}
+
+impl From<FlatError> for IndexError {
+    fn from(e: FlatError) -> IndexError {
+        match e {
+            FlatError::Io(source) => IndexError::Io {
+                context: "writing a flat vector base".into(),
+                source,
+            },
+            FlatError::Format(what) => IndexError::Backend(format!("flat vector base: {what}")),
+        }
+    }
+}
+
+fn flat_err(path: &Path) -> impl FnOnce(FlatError) -> IndexError + '_ {
+    move |e| match e {
+        FlatError::Io(source) => IndexError::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        },
+        FlatError::Format(what) => IndexError::Backend(format!("{}: {what}", path.display())),
+    }
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> IndexError {
@@ -220,8 +334,20 @@ fn add_code(index: &Index, id: u64, v: &[f32]) -> Result<(), IndexError> {
         .map_err(backend("add"))
 }
 
-fn base_path(dir: &Path, gen: i64) -> PathBuf {
-    dir.join(format!("vectors-{gen}.usearch"))
+fn base_path(dir: &Path, gen: i64, flat: bool) -> PathBuf {
+    let ext = if flat { "bits" } else { "usearch" };
+    dir.join(format!("vectors-{gen}.{ext}"))
+}
+
+/// Opens the base file of generation `gen`.
+fn open_base(dir: &Path, cfg: &UsearchConfig, gen: i64, flat: bool) -> Result<Base, IndexError> {
+    let p = base_path(dir, gen, flat);
+    if flat {
+        return FlatBase::open(&p).map(Base::Flat).map_err(flat_err(&p));
+    }
+    let ix = new_index(cfg)?;
+    ix.view(path_str(&p)?).map_err(backend("view"))?;
+    Ok(Base::Graph(ix))
 }
 
 fn path_str(p: &Path) -> Result<&str, IndexError> {
@@ -245,22 +371,39 @@ fn set_meta(c: &Connection, k: &str, v: i64) -> Result<(), IndexError> {
     .map_err(sql_err)
 }
 
-/// Adds the codes of the rows `sql` (selecting `id, v`, one `?1`) returns.
-fn add_rows(c: &Connection, index: &Index, sql: &str, seq: i64) -> Result<(), IndexError> {
+/// Calls `each` with the key and vector of every row `sql` (selecting
+/// `id, v`, one `?1`) returns, in the order it returns them.
+fn each_row(
+    c: &Connection,
+    sql: &str,
+    seq: i64,
+    mut each: impl FnMut(u64, &[f32; EMBEDDING_DIM]) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
     let mut st = c.prepare(sql).map_err(sql_err)?;
     let mut rows = st.query([seq]).map_err(sql_err)?;
     while let Some(r) = rows.next().map_err(sql_err)? {
         let id: i64 = r.get(0).map_err(sql_err)?;
-        let blob: Vec<u8> = r.get(1).map_err(sql_err)?;
-        add_code(index, key_of(id), &vector_of(&blob)?)?;
+        let blob = blob_at(r, 1)?;
+        each(key_of(id), &vector_of(blob)?)?;
     }
     Ok(())
 }
 
-/// Builds a delta from the rows written after `base_seq`.
-fn load_delta(c: &Connection, cfg: &UsearchConfig, base_seq: i64) -> Result<Index, IndexError> {
-    let delta = new_index(cfg)?;
-    add_rows(c, &delta, "SELECT id, v FROM vec WHERE seq > ?1", base_seq)?;
+/// Builds a delta (to go with a base of that kind) from the rows written
+/// after `base_seq`.
+fn load_delta(
+    c: &Connection,
+    cfg: &UsearchConfig,
+    graph_base: bool,
+    base_seq: i64,
+) -> Result<Delta, IndexError> {
+    let mut delta = Delta::new(cfg, graph_base)?;
+    each_row(
+        c,
+        "SELECT id, v FROM vec WHERE seq > ?1",
+        base_seq,
+        |id, v| delta.put(id, v),
+    )?;
     Ok(delta)
 }
 
@@ -309,26 +452,26 @@ impl UsearchVectorIndex {
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         let base_gen = meta(&conn, "base_gen")?;
         let mut base_seq = meta(&conn, "base_seq")?;
+        let base_flat = meta(&conn, "base_flat")? != 0;
         let mut base = None;
         if base_gen > 0 {
-            let p = base_path(dir, base_gen);
-            let viewed = new_index(&cfg).and_then(|ix| {
-                ix.view(path_str(&p)?).map_err(backend("view"))?;
-                Ok(ix)
-            });
-            match viewed {
-                Ok(ix) => base = Some(ix),
+            match open_base(dir, &cfg, base_gen, base_flat) {
+                Ok(b) => base = Some(b),
                 // The base is derived data: without it every row goes to
                 // the delta, and the next merge writes a fresh base.
                 Err(_) => base_seq = 0,
             }
         }
-        remove_stray_bases(dir, base.as_ref().map(|_| base_gen))?;
-        let delta = load_delta(&conn, &cfg, base_seq)?;
+        remove_stray_bases(
+            dir,
+            base.as_ref().map(|_| base_path(dir, base_gen, base_flat)),
+        )?;
+        let graph_base = matches!(base, Some(Base::Graph(_)));
+        let delta = load_delta(&conn, &cfg, graph_base, base_seq)?;
         let len: i64 = conn
             .query_row("SELECT count(*) FROM vec", [], |r| r.get(0))
             .map_err(sql_err)?;
-        let changes = delta.size();
+        let changes = delta.len();
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             cfg,
@@ -358,10 +501,10 @@ impl UsearchVectorIndex {
         self.inner.join_merge()
     }
 
-    /// Vectors in the viewed base and in the in-memory delta.
+    /// Codes in the base and in the in-memory delta (stale ones included).
     pub fn segments(&self) -> (usize, usize) {
         let st = self.inner.state();
-        (st.base_len(), st.delta.size())
+        (st.base_len(), st.delta.len())
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, IndexError>
@@ -376,14 +519,13 @@ impl UsearchVectorIndex {
     }
 }
 
-fn remove_stray_bases(dir: &Path, keep: Option<i64>) -> Result<(), IndexError> {
-    let keep = keep.map(|g| base_path(dir, g));
+fn remove_stray_bases(dir: &Path, keep: Option<PathBuf>) -> Result<(), IndexError> {
     let entries = std::fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("vectors-")
-            && (name.ends_with(".usearch") || name.ends_with(".tmp"))
+            && (name.ends_with(".usearch") || name.ends_with(".bits") || name.ends_with(".tmp"))
             && Some(e.path()) != keep
         {
             std::fs::remove_file(e.path())
@@ -470,10 +612,7 @@ impl Inner {
         {
             let mut st = self.state_mut();
             for r in &records {
-                if st.delta.contains(r.id.0) {
-                    st.delta.remove(r.id.0).map_err(backend("remove"))?;
-                }
-                add_code(&st.delta, r.id.0, r.vector.as_slice())?;
+                st.delta.put(r.id.0, r.vector.as_slice())?;
             }
             st.changes += records.len() + stale;
         }
@@ -511,11 +650,7 @@ impl Inner {
         tx.commit().map_err(sql_err)?;
         let mut st = self.state_mut();
         for (id, s) in &gone {
-            if *s > base_seq {
-                if st.delta.contains(*id) {
-                    st.delta.remove(*id).map_err(backend("remove"))?;
-                }
-            } else {
+            if *s <= base_seq || !st.delta.drop_key(*id)? {
                 st.changes += 1;
             }
         }
@@ -559,11 +694,12 @@ impl Inner {
     /// Builds the next base from every row up to now, then swaps it in.
     fn merge(&self) -> Result<(), IndexError> {
         let gen = self.state().base_gen + 1;
-        let path = base_path(&self.dir, gen);
         let tmp = self.dir.join(format!("vectors-{gen}.tmp"));
         // 1. Build from a snapshot, on a connection of our own, while
         //    writers carry on.
         let snapshot_seq;
+        let flat;
+        let path;
         {
             let mut c = connect(&self.dir.join(VECTOR_DB), &self.cfg.sqlite).map_err(sql_err)?;
             let tx = c.transaction().map_err(sql_err)?;
@@ -575,23 +711,27 @@ impl Inner {
                     |r| r.get(0),
                 )
                 .map_err(sql_err)?;
-            let index = new_index(&self.cfg)?;
-            index
-                .reserve((n as usize).max(1))
-                .map_err(backend("reserve"))?;
-            add_rows(
-                &tx,
-                &index,
-                "SELECT id, v FROM vec WHERE seq <= ?1",
-                snapshot_seq,
-            )?;
-            tx.finish().map_err(sql_err)?;
-            index.save(path_str(&tmp)?).map_err(backend("save"))?;
-            drop(index);
-            let f =
-                std::fs::File::open(&tmp).map_err(io_err(format!("opening {}", tmp.display())))?;
-            f.sync_all()
-                .map_err(io_err(format!("syncing {}", tmp.display())))?;
+            flat = n as usize <= self.cfg.flat_max;
+            path = base_path(&self.dir, gen, flat);
+            // Key order (the rowid's): a flat base must be sorted.
+            let rows = "SELECT id, v FROM vec WHERE seq <= ?1 ORDER BY id";
+            if flat {
+                write_flat(&tx, rows, snapshot_seq, &tmp)?;
+                tx.finish().map_err(sql_err)?;
+            } else {
+                let index = new_index(&self.cfg)?;
+                index
+                    .reserve((n as usize).max(1))
+                    .map_err(backend("reserve"))?;
+                each_row(&tx, rows, snapshot_seq, |id, v| add_code(&index, id, v))?;
+                tx.finish().map_err(sql_err)?;
+                index.save(path_str(&tmp)?).map_err(backend("save"))?;
+                drop(index);
+                let f = std::fs::File::open(&tmp)
+                    .map_err(io_err(format!("opening {}", tmp.display())))?;
+                f.sync_all()
+                    .map_err(io_err(format!("syncing {}", tmp.display())))?;
+            }
             std::fs::rename(&tmp, &path).map_err(io_err(format!("renaming {}", tmp.display())))?;
             if let Ok(d) = std::fs::File::open(&self.dir) {
                 d.sync_all()
@@ -601,17 +741,21 @@ impl Inner {
         // 2. Swap, with writers held off: record the base, rebuild the
         //    delta from what arrived meanwhile, view the new file.
         let c = self.conn();
-        let base = new_index(&self.cfg)?;
-        base.view(path_str(&path)?).map_err(backend("view"))?;
-        let delta = load_delta(&c, &self.cfg, snapshot_seq)?;
+        let base = open_base(&self.dir, &self.cfg, gen, flat)?;
+        let delta = load_delta(&c, &self.cfg, !flat, snapshot_seq)?;
         let tx = c.unchecked_transaction().map_err(sql_err)?;
         set_meta(&tx, "base_gen", gen)?;
         set_meta(&tx, "base_seq", snapshot_seq)?;
+        set_meta(&tx, "base_flat", i64::from(flat))?;
         tx.commit().map_err(sql_err)?;
-        let old_gen = {
+        let old = {
             let mut st = self.state_mut();
-            let old = st.base_gen;
-            st.changes = delta.size();
+            let old = match st.base {
+                Some(Base::Flat(_)) => Some(base_path(&self.dir, st.base_gen, true)),
+                Some(Base::Graph(_)) => Some(base_path(&self.dir, st.base_gen, false)),
+                None => None,
+            };
+            st.changes = delta.len();
             st.base = Some(base);
             st.base_gen = gen;
             st.base_seq = snapshot_seq;
@@ -619,8 +763,7 @@ impl Inner {
             old
         };
         drop(c);
-        if old_gen > 0 {
-            let old = base_path(&self.dir, old_gen);
+        if let Some(old) = old {
             std::fs::remove_file(&old).map_err(io_err(format!("removing {}", old.display())))?;
         }
         Ok(())
@@ -665,32 +808,29 @@ impl Inner {
         if matching <= self.cfg.exact_max {
             return exact(&c, q, &clause, &vals, k);
         }
-        let want = self.cfg.candidates.max(4 * k);
-        let code = pack_bits(q.as_slice());
-        let code = b1x8::from_u8s(&code);
-        // The `want` nearest codes of base and delta together (a key in
-        // both, replaced since the base, counts once).
-        let mut near: Vec<(f32, u64)> = Vec::with_capacity(2 * want);
-        {
+        let mut keys = {
             let st = self.state();
-            for ix in st.base.iter().chain(std::iter::once(&st.delta)) {
-                if ix.size() == 0 {
-                    continue;
+            match (&st.base, &st.delta) {
+                (Some(Base::Graph(b)), Delta::Graph(d)) => {
+                    graph_candidates(&[b, d], q, allowed.as_deref(), &self.cfg, k)?
                 }
-                let found = match &allowed {
-                    None => ix.search(code, want),
-                    Some(a) => ix.filtered_search(code, want, |key| a.binary_search(&key).is_ok()),
+                (None, Delta::Graph(d)) => {
+                    graph_candidates(&[d], q, allowed.as_deref(), &self.cfg, k)?
                 }
-                .map_err(backend("search"))?;
-                near.extend(found.distances.into_iter().zip(found.keys));
+                (base, delta) => {
+                    let base = match base {
+                        Some(Base::Flat(b)) => Some(b),
+                        _ => None,
+                    };
+                    let delta = match delta {
+                        Delta::Flat(d) => Some(d),
+                        Delta::Graph(_) => None,
+                    };
+                    flat_candidates(base, delta, q, allowed.as_deref(), &self.cfg, k)
+                        .map_err(flat_err(&base_path(&self.dir, st.base_gen, true)))?
+                }
             }
-        }
-        // Each key once, at its nearest code; then the `want` nearest.
-        near.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.0.total_cmp(&b.0)));
-        near.dedup_by_key(|n| n.1);
-        near.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        near.truncate(want);
-        let mut keys: Vec<u64> = near.into_iter().map(|(_, key)| key).collect();
+        };
         // Key order: neighbouring rows share pages of `vec`.
         keys.sort_unstable();
         // Rescoring: every candidate passes the filter as the rows stand now
@@ -713,9 +853,7 @@ impl Inner {
                 let Some(r) = rows.next().map_err(sql_err)? else {
                     continue;
                 };
-                let blob = r.get_ref(0).map_err(sql_err)?.as_blob().map_err(|e| {
-                    IndexError::Backend(format!("vectors.sqlite holds a non-blob vector: {e}"))
-                })?;
+                let blob = blob_at(r, 0)?;
                 hits.push(Hit {
                     id: EventId(key),
                     score: score_blob(q, blob)?,
@@ -732,6 +870,88 @@ impl Inner {
     }
 }
 
+/// Candidates from usearch graphs (a base and its delta, or a delta alone):
+/// the `max(candidates, 4k)` nearest codes of all of them together, a key
+/// in two counting once at its nearest code.
+fn graph_candidates(
+    graphs: &[&Index],
+    q: &Embedding,
+    allowed: Option<&[u64]>,
+    cfg: &UsearchConfig,
+    k: usize,
+) -> Result<Vec<u64>, IndexError> {
+    let want = cfg.candidates.max(4 * k);
+    let bits = pack_bits(q.as_slice());
+    let code = b1x8::from_u8s(&bits);
+    let mut near: Vec<(f32, u64)> = Vec::with_capacity(2 * want);
+    for ix in graphs {
+        if ix.size() == 0 {
+            continue;
+        }
+        let found = match allowed {
+            None => ix.search(code, want),
+            Some(a) => ix.filtered_search(code, want, |key| a.binary_search(&key).is_ok()),
+        }
+        .map_err(backend("search"))?;
+        near.extend(found.distances.into_iter().zip(found.keys));
+    }
+    near.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.0.total_cmp(&b.0)));
+    near.dedup_by_key(|n| n.1);
+    near.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    near.truncate(want);
+    Ok(near.into_iter().map(|(_, key)| key).collect())
+}
+
+/// Candidates from a flat base and a flat delta: the `max(pool, 8k)`
+/// nearest codes by Hamming distance over both, re-ranked by the query's
+/// own values against each code's bits ([`Asymmetric`]); the best
+/// `max(rescored, 4k)` of those, a key in two counting once at its best.
+fn flat_candidates(
+    base: Option<&FlatBase>,
+    delta: Option<&FlatDelta>,
+    q: &Embedding,
+    allowed: Option<&[u64]>,
+    cfg: &UsearchConfig,
+    k: usize,
+) -> Result<Vec<u64>, FlatError> {
+    let qw = words(&pack_bits(q.as_slice()));
+    let mut found = Nearest::new(cfg.pool.max(8 * k));
+    if let Some(b) = base {
+        b.search(&qw, allowed.map(Allowed::new).as_mut(), &mut found)?;
+    }
+    if let Some(d) = delta {
+        d.search(&qw, allowed.map(Allowed::new).as_mut(), &mut found);
+    }
+    let asym = Asymmetric::new(q.as_slice());
+    let mut near: Vec<(f32, u64)> = found
+        .into_vec()
+        .iter()
+        .map(|(_, key, code)| (asym.score(code), *key))
+        .collect();
+    near.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
+    near.dedup_by_key(|n| n.1);
+    near.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    near.truncate(cfg.rescored.max(4 * k));
+    Ok(near.into_iter().map(|(_, key)| key).collect())
+}
+
+/// Writes a flat base of the rows `sql` returns (in key order) to `tmp`,
+/// fsynced.
+fn write_flat(c: &Connection, sql: &str, seq: i64, tmp: &Path) -> Result<(), IndexError> {
+    let mut st = c.prepare(sql).map_err(sql_err)?;
+    let mut rows = st.query([seq]).map_err(sql_err)?;
+    let records = std::iter::from_fn(|| match rows.next() {
+        Err(e) => Some(Err(sql_err(e))),
+        Ok(None) => None,
+        Ok(Some(r)) => Some((|| {
+            let id: i64 = r.get(0).map_err(sql_err)?;
+            let blob = blob_at(r, 1)?;
+            Ok((key_of(id), pack_bits(&vector_of(blob)?)))
+        })()),
+    });
+    write_base(tmp, records).map(|_| ())
+}
+
 /// Exact scoring of every row passing the filter.
 fn exact(
     c: &Connection,
@@ -746,9 +966,7 @@ fn exact(
     let mut hits = Vec::new();
     while let Some(r) = rows.next().map_err(sql_err)? {
         let id: i64 = r.get(0).map_err(sql_err)?;
-        let blob = r.get_ref(1).map_err(sql_err)?.as_blob().map_err(|e| {
-            IndexError::Backend(format!("vectors.sqlite holds a non-blob vector: {e}"))
-        })?;
+        let blob = blob_at(r, 1)?;
         hits.push(Hit {
             id: EventId(key_of(id)),
             score: score_blob(q, blob)?,

@@ -1,9 +1,11 @@
 //! UsearchVectorIndex passes the vector suite — answering exactly from
-//! SQLite, through the graph with background merges, and through the graph
-//! with merges inside writes — and reaches recall@10 ≥ 0.95.
+//! SQLite, and through flat and graph bases, with background merges and
+//! with merges inside writes — and reaches recall@10 ≥ 0.95 both ways.
 
 use feed_conformance::dirs::DirIndexes;
 use feed_conformance::{assert_recall, vector_index_suite};
+use feed_core::synth::EmbeddingLike;
+use feed_core::{Did, EventId, EventType, VectorFilter, VectorIndex, VectorRecord};
 use feed_sqlite_lite::{UsearchConfig, UsearchVectorIndex};
 
 /// Fresh usearch indexes with `config`, each in its own directory.
@@ -37,10 +39,30 @@ fn exact_answers_pass_the_suite() {
 }
 
 #[test]
+fn flat_answers_with_background_merges_pass_the_suite() {
+    run(UsearchConfig {
+        exact_max: 0,
+        merge_min: 6,
+        ..UsearchConfig::default()
+    });
+}
+
+#[test]
+fn flat_answers_with_inline_merges_pass_the_suite() {
+    run(UsearchConfig {
+        exact_max: 0,
+        merge_min: 3,
+        background_merge: false,
+        ..UsearchConfig::default()
+    });
+}
+
+#[test]
 fn graph_answers_with_background_merges_pass_the_suite() {
     run(UsearchConfig {
         exact_max: 0,
         merge_min: 6,
+        flat_max: 0,
         ..UsearchConfig::default()
     });
 }
@@ -51,12 +73,26 @@ fn graph_answers_with_inline_merges_pass_the_suite() {
         exact_max: 0,
         merge_min: 3,
         background_merge: false,
+        flat_max: 0,
         ..UsearchConfig::default()
     });
 }
 
+/// A base that outgrows `flat_max` turns from a flat file into a graph
+/// (and its delta with it), and both answer the suite's searches: bases
+/// of up to 20 vectors are flat here.
 #[test]
-fn recall_at_10_is_at_least_095() {
+fn bases_switching_from_flat_to_graph_pass_the_suite() {
+    run(UsearchConfig {
+        exact_max: 0,
+        merge_min: 4,
+        background_merge: false,
+        flat_max: 20,
+        ..UsearchConfig::default()
+    });
+}
+
+fn recall_size() -> (usize, usize) {
     let n = std::env::var("FEED_RECALL_N")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -65,5 +101,131 @@ fn recall_at_10_is_at_least_095() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
+    (n, queries)
+}
+
+#[test]
+fn recall_at_10_is_at_least_095_flat() {
+    let (n, queries) = recall_size();
     assert_recall(&indexes(UsearchConfig::default()), n, queries, 0.95);
+}
+
+#[test]
+fn recall_at_10_is_at_least_095_graph() {
+    let (n, queries) = recall_size();
+    let graph = UsearchConfig {
+        flat_max: 0,
+        ..UsearchConfig::default()
+    };
+    assert_recall(&indexes(graph), n, queries, 0.95);
+}
+
+fn base_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vectors-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Each vector finds itself first; removed ones are never found.
+async fn assert_self_hits(ix: &UsearchVectorIndex, records: &[VectorRecord], gone: &[EventId]) {
+    for r in records {
+        let hits = ix
+            .search(&r.vector, &VectorFilter::default(), 3)
+            .await
+            .expect("search");
+        assert!(hits.iter().all(|h| !gone.contains(&h.id)), "{hits:?}");
+        if !gone.contains(&r.id) {
+            assert_eq!(hits.first().map(|h| h.id), Some(r.id), "{hits:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_outgrowing_flat_max_becomes_a_graph_and_reopens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = UsearchConfig {
+        exact_max: 0,
+        merge_min: 4,
+        background_merge: false,
+        flat_max: 20,
+        ..UsearchConfig::default()
+    };
+    let mut source = EmbeddingLike::new(7);
+    let records: Vec<VectorRecord> = (1..=24u64)
+        .map(|i| VectorRecord {
+            id: EventId(i << 40),
+            kind: EventType::Post,
+            author: Did([i as u8; 32]),
+            ts: i as i64,
+            vector: source.next_vector(),
+        })
+        .collect();
+    let ix = UsearchVectorIndex::open(dir.path(), cfg.clone()).expect("open");
+    ix.upsert(records[..12].to_vec()).await.expect("upsert");
+    assert_eq!(ix.segments(), (12, 0));
+    assert_eq!(base_files(dir.path()), ["vectors-1.bits"]);
+    assert_self_hits(&ix, &records[..12], &[]).await;
+
+    ix.upsert(records[12..].to_vec()).await.expect("upsert");
+    assert_eq!(ix.segments(), (24, 0));
+    assert_eq!(base_files(dir.path()), ["vectors-2.usearch"]);
+    assert_self_hits(&ix, &records, &[]).await;
+
+    // Two removals: a stale base row each, not yet enough for a merge.
+    let gone = [records[3].id, records[20].id];
+    ix.remove(&gone).await.expect("remove");
+    assert_eq!(ix.segments(), (24, 0));
+    assert_self_hits(&ix, &records, &gone).await;
+    drop(ix);
+
+    let ix = UsearchVectorIndex::open(dir.path(), cfg).expect("reopen");
+    assert_eq!(ix.segments(), (24, 0));
+    assert_eq!(ix.len().await.expect("len"), 22);
+    assert_self_hits(&ix, &records, &gone).await;
+}
+
+/// A damaged flat base is derived data: the index reopens without it and
+/// writes a new one from `vectors.sqlite`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_flat_base_is_rebuilt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = UsearchConfig {
+        exact_max: 0,
+        merge_min: 4,
+        background_merge: false,
+        ..UsearchConfig::default()
+    };
+    let mut source = EmbeddingLike::new(9);
+    let records: Vec<VectorRecord> = (1..=16u64)
+        .map(|i| VectorRecord {
+            id: EventId(i << 40),
+            kind: EventType::Post,
+            author: Did([i as u8; 32]),
+            ts: i as i64,
+            vector: source.next_vector(),
+        })
+        .collect();
+    let ix = UsearchVectorIndex::open(dir.path(), cfg.clone()).expect("open");
+    ix.upsert(records[..12].to_vec()).await.expect("upsert");
+    assert_eq!(base_files(dir.path()), ["vectors-1.bits"]);
+    drop(ix);
+    let base = dir.path().join("vectors-1.bits");
+    let bytes = std::fs::read(&base).expect("read");
+    std::fs::write(&base, &bytes[..bytes.len() / 2]).expect("cut short");
+
+    // Opening finds the base unusable, so all 12 rows form the delta, which
+    // is due for a merge at once (inline here): a new base replaces it.
+    let ix = UsearchVectorIndex::open(dir.path(), cfg).expect("reopen");
+    assert_eq!(ix.segments(), (12, 0));
+    assert_eq!(base_files(dir.path()), ["vectors-2.bits"]);
+    assert_self_hits(&ix, &records[..12], &[]).await;
+    ix.upsert(records[12..].to_vec()).await.expect("upsert");
+    assert_eq!(ix.segments(), (16, 0));
+    assert_eq!(base_files(dir.path()), ["vectors-3.bits"]);
+    assert_self_hits(&ix, &records, &[]).await;
 }
