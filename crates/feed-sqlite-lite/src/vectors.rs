@@ -110,7 +110,7 @@ impl Default for UsearchConfig {
     fn default() -> Self {
         UsearchConfig {
             sqlite: SqliteConfig {
-                cache_kib: 1024,
+                cache_kib: 256,
                 ..SqliteConfig::default()
             },
             exact_max: 2_048,
