@@ -131,6 +131,45 @@ fn base_files(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// The index holds `segments` codes (base, delta) in the base file
+/// `files`, and answers [`assert_self_hits`].
+async fn assert_state(
+    ix: &UsearchVectorIndex,
+    segments: (usize, usize),
+    files: &[&str],
+    records: &[VectorRecord],
+    gone: &[EventId],
+) {
+    assert_eq!(ix.segments(), segments);
+    assert_eq!(base_files(ix.dir()), files);
+    assert_self_hits(ix, records, gone).await;
+}
+
+/// `n` posts with embedding-like vectors from `seed`.
+fn posts(seed: u64, n: u64) -> Vec<VectorRecord> {
+    let mut source = EmbeddingLike::new(seed);
+    (1..=n)
+        .map(|i| VectorRecord {
+            id: EventId(i << 40),
+            kind: EventType::Post,
+            author: Did([i as u8; 32]),
+            ts: i as i64,
+            vector: source.next_vector(),
+        })
+        .collect()
+}
+
+/// Every search through the index (never exact), merging inside the write
+/// that makes a merge due (4 changes at least).
+fn inline_merges() -> UsearchConfig {
+    UsearchConfig {
+        exact_max: 0,
+        merge_min: 4,
+        background_merge: false,
+        ..UsearchConfig::default()
+    }
+}
+
 /// Each vector finds itself first; removed ones are never found.
 async fn assert_self_hits(ix: &UsearchVectorIndex, records: &[VectorRecord], gone: &[EventId]) {
     for r in records {
@@ -149,32 +188,15 @@ async fn assert_self_hits(ix: &UsearchVectorIndex, records: &[VectorRecord], gon
 async fn a_base_outgrowing_flat_max_becomes_a_graph_and_reopens() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = UsearchConfig {
-        exact_max: 0,
-        merge_min: 4,
-        background_merge: false,
         flat_max: 20,
-        ..UsearchConfig::default()
+        ..inline_merges()
     };
-    let mut source = EmbeddingLike::new(7);
-    let records: Vec<VectorRecord> = (1..=24u64)
-        .map(|i| VectorRecord {
-            id: EventId(i << 40),
-            kind: EventType::Post,
-            author: Did([i as u8; 32]),
-            ts: i as i64,
-            vector: source.next_vector(),
-        })
-        .collect();
+    let records = posts(7, 24);
     let ix = UsearchVectorIndex::open(dir.path(), cfg.clone()).expect("open");
     ix.upsert(records[..12].to_vec()).await.expect("upsert");
-    assert_eq!(ix.segments(), (12, 0));
-    assert_eq!(base_files(dir.path()), ["vectors-1.bits"]);
-    assert_self_hits(&ix, &records[..12], &[]).await;
-
+    assert_state(&ix, (12, 0), &["vectors-1.bits"], &records[..12], &[]).await;
     ix.upsert(records[12..].to_vec()).await.expect("upsert");
-    assert_eq!(ix.segments(), (24, 0));
-    assert_eq!(base_files(dir.path()), ["vectors-2.usearch"]);
-    assert_self_hits(&ix, &records, &[]).await;
+    assert_state(&ix, (24, 0), &["vectors-2.usearch"], &records, &[]).await;
 
     // Two removals: a stale base row each, not yet enough for a merge.
     let gone = [records[3].id, records[20].id];
@@ -194,22 +216,8 @@ async fn a_base_outgrowing_flat_max_becomes_a_graph_and_reopens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_flat_base_is_rebuilt() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = UsearchConfig {
-        exact_max: 0,
-        merge_min: 4,
-        background_merge: false,
-        ..UsearchConfig::default()
-    };
-    let mut source = EmbeddingLike::new(9);
-    let records: Vec<VectorRecord> = (1..=16u64)
-        .map(|i| VectorRecord {
-            id: EventId(i << 40),
-            kind: EventType::Post,
-            author: Did([i as u8; 32]),
-            ts: i as i64,
-            vector: source.next_vector(),
-        })
-        .collect();
+    let cfg = inline_merges();
+    let records = posts(9, 16);
     let ix = UsearchVectorIndex::open(dir.path(), cfg.clone()).expect("open");
     ix.upsert(records[..12].to_vec()).await.expect("upsert");
     assert_eq!(base_files(dir.path()), ["vectors-1.bits"]);
@@ -221,11 +229,7 @@ async fn a_damaged_flat_base_is_rebuilt() {
     // Opening finds the base unusable, so all 12 rows form the delta, which
     // is due for a merge at once (inline here): a new base replaces it.
     let ix = UsearchVectorIndex::open(dir.path(), cfg).expect("reopen");
-    assert_eq!(ix.segments(), (12, 0));
-    assert_eq!(base_files(dir.path()), ["vectors-2.bits"]);
-    assert_self_hits(&ix, &records[..12], &[]).await;
+    assert_state(&ix, (12, 0), &["vectors-2.bits"], &records[..12], &[]).await;
     ix.upsert(records[12..].to_vec()).await.expect("upsert");
-    assert_eq!(ix.segments(), (16, 0));
-    assert_eq!(base_files(dir.path()), ["vectors-3.bits"]);
-    assert_self_hits(&ix, &records, &[]).await;
+    assert_state(&ix, (16, 0), &["vectors-3.bits"], &records, &[]).await;
 }
