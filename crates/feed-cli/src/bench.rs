@@ -76,6 +76,25 @@ pub struct WorkerArgs {
     /// false`), so ingest is not followed by an index catching up.
     #[arg(long)]
     no_index: bool,
+    /// Which part this process runs.
+    #[arg(long, value_enum, default_value_t = Phase::All)]
+    phase: Phase,
+}
+
+/// The part of a backend's run a worker process does. `feed bench` runs
+/// `ingest` and then `queries` in two processes, so the queries are
+/// measured in a process that only opens the store, as an app would;
+/// `all` does both in one (the in-memory baseline, whose store dies with
+/// its process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// Ingest and queries in this process.
+    All,
+    /// Ingest; writes its figures and the query samples to `--json`.
+    Ingest,
+    /// Reads what `ingest` wrote to `--json`, runs the queries, and writes
+    /// the whole result there.
+    Queries,
 }
 
 use feed_core::sys::{peak_rss_kib as vm_hwm_kib, reset_peak_rss as reset_peak, rss_parts_kib};
@@ -107,6 +126,46 @@ impl Samples {
         if let Some(t) = e.tags.first().filter(|_| e.kind.carries_topics()) {
             reservoir(&mut self.tags, t.clone(), self.seen, rng);
         }
+    }
+}
+
+impl Samples {
+    /// The samples as JSON, for the process that runs the queries.
+    fn to_json(&self) -> Value {
+        json!({
+            "posts": self.posts.iter().map(|p| p.0).collect::<Vec<u64>>(),
+            "authors": self.authors.iter().map(Did::to_string).collect::<Vec<_>>(),
+            "tags": self.tags,
+        })
+    }
+
+    /// Samples written by [`Samples::to_json`].
+    fn from_json(v: &Value) -> anyhow::Result<Samples> {
+        let list = |k: &str| {
+            v[k].as_array()
+                .ok_or_else(|| anyhow!("bench hand-over: no {k} list"))
+        };
+        let posts = list("posts")?
+            .iter()
+            .map(|x| x.as_u64().map(EventId))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| anyhow!("bench hand-over: a post id is not a number"))?;
+        let authors = list("authors")?
+            .iter()
+            .map(|x| x.as_str().and_then(Did::parse))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| anyhow!("bench hand-over: an author is not a DID"))?;
+        let tags = list("tags")?
+            .iter()
+            .map(|x| x.as_str().map(String::from))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| anyhow!("bench hand-over: a tag is not a string"))?;
+        Ok(Samples {
+            posts,
+            authors,
+            tags,
+            seen: 0,
+        })
     }
 }
 
@@ -172,8 +231,37 @@ async fn open_store(a: &WorkerArgs) -> anyhow::Result<store::Store> {
     Ok(FeedStore::new(events, None, None))
 }
 
-/// One backend's half: ingest, then queries; writes a JSON result.
+/// One backend's run, or the part `a.phase` says; writes a JSON result.
 pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
+    let (fs, ingested, samples) = if a.phase == Phase::Queries {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&a.json)?)?;
+        let samples = Samples::from_json(&v["samples"])?;
+        (open_store(a).await?, v, samples)
+    } else {
+        ingest(a).await?
+    };
+    if a.phase == Phase::Ingest {
+        fs.events().close().await?;
+        std::fs::write(&a.json, serde_json::to_string_pretty(&ingested)?)?;
+        return Ok(());
+    }
+    // In one process (`all`), the queries run on the store as a process
+    // that opens it would find it, as near as can be: closed, the heap the
+    // ingest used handed back, opened again. (The in-memory baseline keeps
+    // its store.)
+    let fs = if a.phase == Phase::Queries || a.backend == "memory" {
+        fs
+    } else {
+        drop(fs.into_parts().await.map_err(|e| anyhow!("{e}"))?);
+        feed_core::sys::trim_heap();
+        open_store(a).await?
+    };
+    queries(a, fs, ingested, &samples).await
+}
+
+/// Ingests the data set; returns the store, the ingest's figures (with the
+/// samples, for a queries process) and the samples.
+async fn ingest(a: &WorkerArgs) -> anyhow::Result<(store::Store, Value, Samples)> {
     let fs = open_store(a).await?;
     let st = fs.events();
     let peak_reset = reset_peak();
@@ -223,18 +311,33 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         st.append(vec![e])
     })
     .await?;
+    let ingested = json!({
+        "backend": a.label.as_deref().unwrap_or(&a.backend),
+        "events": events,
+        "batch": a.batch,
+        "ingest_events_per_s": events as f64 / ingest_secs,
+        "append_events_per_s": events as f64 / append_time.as_secs_f64().max(1e-9),
+        "single_append": single,
+        "bytes_on_disk": stats.bytes_on_disk,
+        "bytes_per_event": stats.bytes_on_disk as f64 / events.max(1) as f64,
+        "peak_rss_ingest_kib": ingest_peak,
+        "peak_reset_supported": peak_reset,
+        "samples": samples.to_json(),
+    });
+    Ok((fs, ingested, samples))
+}
 
-    // The queries run on the store as a process that opens it finds it:
-    // closed, the heap the ingest used handed back, opened again. (The
-    // in-memory baseline keeps its store.)
-    let fs = if a.backend == "memory" {
-        fs
-    } else {
-        drop(fs.into_parts().await.map_err(|e| anyhow!("{e}"))?);
-        feed_core::sys::trim_heap();
-        open_store(a).await?
-    };
+/// Runs the queries on `fs` and writes the whole result (`ingested` and the
+/// queries' figures) to `a.json`.
+async fn queries(
+    a: &WorkerArgs,
+    fs: store::Store,
+    mut ingested: Value,
+    samples: &Samples,
+) -> anyhow::Result<()> {
     let st = fs.events();
+    // What reading the hand-over freed is not the store's.
+    feed_core::sys::trim_heap();
     reset_peak();
     let q = a.queries;
     let pick = |v: &[EventId], i: usize| v[(i * 7919) % v.len().max(1)];
@@ -354,25 +457,25 @@ pub async fn worker(a: &WorkerArgs) -> anyhow::Result<()> {
         _ => None,
     };
     st.close().await?;
-    let out = json!({
-        "backend": a.label.as_deref().unwrap_or(&a.backend),
-        "events": events,
-        "batch": a.batch,
-        "ingest_events_per_s": events as f64 / ingest_secs,
-        "append_events_per_s": events as f64 / append_time.as_secs_f64().max(1e-9),
-        "single_append": single,
-        "bytes_on_disk": stats.bytes_on_disk,
-        "bytes_per_event": stats.bytes_on_disk as f64 / events.max(1) as f64,
-        "peak_rss_ingest_kib": ingest_peak,
-        "peak_rss_queries_kib": query_peak,
-        "rss_file_after_queries_kib": rss_file,
-        "rss_anon_after_queries_kib": rss_anon,
-        "peak_reset_supported": peak_reset,
-        "vectors": match fs.index() { Some(i) => json!(i.len().await?), None => json!(null) },
-        "search_recall_at_10": recall,
-        "queries": results,
-    });
-    std::fs::write(&a.json, serde_json::to_string_pretty(&out)?)?;
+    let vectors = match fs.index() {
+        Some(i) => json!(i.len().await?),
+        None => json!(null),
+    };
+    let out = ingested
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("bench: the ingest's figures are not an object"))?;
+    out.remove("samples");
+    for (k, v) in [
+        ("peak_rss_queries_kib", json!(query_peak)),
+        ("rss_file_after_queries_kib", json!(rss_file)),
+        ("rss_anon_after_queries_kib", json!(rss_anon)),
+        ("vectors", vectors),
+        ("search_recall_at_10", json!(recall)),
+        ("queries", json!(results)),
+    ] {
+        out.insert(k.to_string(), v);
+    }
+    std::fs::write(&a.json, serde_json::to_string_pretty(&ingested)?)?;
     Ok(())
 }
 
@@ -488,34 +591,36 @@ pub async fn run(a: &BenchArgs) -> anyhow::Result<()> {
             std::fs::remove_dir_all(&dir)?;
         }
         let json_path = a.out.join(format!("result-{safe}.json"));
-        eprintln!("bench: {b}: ingesting and querying (own process)…");
+        eprintln!("bench: {b}: ingesting, then querying (own processes)…");
         let t = Instant::now();
         let (backend, variant) = b.split_once('/').unwrap_or((b, ""));
-        let status = std::process::Command::new(&exe)
-            .env("FEED_LITE_VARIANT", variant)
-            .args(["bench-worker", "--backend", backend, "--label", b, "--data"])
-            .arg(&data)
-            .arg("--dir")
-            .arg(&dir)
-            .args([
-                "--queries",
-                &a.queries.to_string(),
-                "--batch",
-                &a.batch
-                    .unwrap_or(if backend == "reference" {
-                        10_000
-                    } else {
-                        1_000
-                    })
-                    .to_string(),
-                "--json",
-            ])
-            .arg(&json_path)
-            .args((!a.vectors).then_some("--no-index"))
-            .status()
-            .with_context(|| format!("starting the {b} worker"))?;
-        if !status.success() {
-            bail!("the {b} worker failed ({status})");
+        let batch = a.batch.unwrap_or(if backend == "reference" {
+            10_000
+        } else {
+            1_000
+        });
+        // The in-memory store lives only as long as its process.
+        let phases: &[&str] = if backend == "memory" {
+            &["all"]
+        } else {
+            &["ingest", "queries"]
+        };
+        for phase in phases {
+            let status = std::process::Command::new(&exe)
+                .env("FEED_LITE_VARIANT", variant)
+                .args(["bench-worker", "--backend", backend, "--label", b, "--data"])
+                .arg(&data)
+                .arg("--dir")
+                .arg(&dir)
+                .args(["--queries", &a.queries.to_string()])
+                .args(["--batch", &batch.to_string(), "--phase", phase, "--json"])
+                .arg(&json_path)
+                .args((!a.vectors).then_some("--no-index"))
+                .status()
+                .with_context(|| format!("starting the {b} worker ({phase})"))?;
+            if !status.success() {
+                bail!("the {b} worker failed ({phase}: {status})");
+            }
         }
         eprintln!("bench: {b}: done in {:.1} s", t.elapsed().as_secs_f64());
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&json_path)?)?;
