@@ -216,11 +216,15 @@ async fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow
             )
             .map(|v| Box::new(v) as Box<dyn VectorIndex>)
             .with_context(|| format!("opening the lite vector index in {}", dir.display()));
-            Ok(FeedStore::new(
+            // A step's events (vectors included) are in memory together
+            // while the index catches up: smaller steps keep the lite
+            // profile's ingest within its budget.
+            Ok(Store::new(
                 Box::new(events),
                 Some(or_unavailable(vectors)),
                 embedder(embedding).ok(),
-            ))
+            )
+            .with_log_page(256))
         }
         #[cfg(feature = "reference")]
         "reference" => {

@@ -25,6 +25,25 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// Catching up a few log entries per step (`with_log_page`) ends in the
+/// same index as the default page.
+#[test]
+fn small_log_pages_catch_up_exactly() {
+    let work = index_workload(11, 40, 16);
+    rt().block_on(async {
+        let store = Arc::new(MemoryEventStore::new());
+        let index = Arc::new(MemoryVectorIndex::new());
+        let fs: Pair = FeedStore::new(store, Some(index), Some(Arc::new(HashEmbedder::default())))
+            .with_log_page(3);
+        for batch in &work {
+            fs.append(batch.clone()).await.expect("append");
+        }
+        fs.flush().await.expect("flush");
+        let n = check_index(&fs).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(n > 40, "the workload indexes posts ({n})");
+    });
+}
+
 /// The facade is dropped (its indexer stopped wherever it was) at seeded
 /// moments; a new facade over the same store and index catches up and the
 /// index holds exactly the live posts with content, with their visible

@@ -150,7 +150,8 @@ pub struct IndexStatus {
     pub last_error: Option<String>,
 }
 
-/// Log entries applied per step (one index write and one checkpoint each).
+/// Log entries applied per step (one index write and one checkpoint each),
+/// unless [`FeedStore::with_log_page`] says otherwise.
 const LOG_PAGE: usize = 1_024;
 /// Texts per embedder call (an embedder may sort and cut them further).
 const EMBED_BATCH: usize = 256;
@@ -164,6 +165,8 @@ struct Shared<E, V> {
     embedder: Option<Arc<dyn Embedder>>,
     /// One applier at a time (the background task or a flush).
     applying: tokio::sync::Mutex<()>,
+    /// Log entries applied per step.
+    log_page: std::sync::atomic::AtomicUsize,
     wake: tokio::sync::Notify,
     last_error: Mutex<Option<String>>,
 }
@@ -195,11 +198,23 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
                 index,
                 embedder,
                 applying: tokio::sync::Mutex::new(()),
+                log_page: std::sync::atomic::AtomicUsize::new(LOG_PAGE),
                 wake: tokio::sync::Notify::new(),
                 last_error: Mutex::new(None),
             }),
             task: Mutex::new(None),
         }
+    }
+
+    /// Applies the log to the index `n` entries per step (default 1,024;
+    /// at least 1). The events of a step are in memory together while the
+    /// index catches up, so fewer bound that memory (the lite profile uses
+    /// 256), at the cost of more, smaller index writes.
+    pub fn with_log_page(self, n: usize) -> Self {
+        self.shared
+            .log_page
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+        self
     }
 
     /// Stops the background task and takes the facade apart (to reopen the
@@ -639,7 +654,8 @@ impl<E: EventStore, V: VectorIndex> Shared<E, V> {
             let head = self.events.log_head().await?;
             let mut at = index.checkpoint().await?;
             while at < head {
-                let page = self.events.log(at, LOG_PAGE).await?;
+                let limit = self.log_page.load(std::sync::atomic::Ordering::Relaxed);
+                let page = self.events.log(at, limit).await?;
                 let Some(&(last, _)) = page.last() else {
                     return Ok(());
                 };
