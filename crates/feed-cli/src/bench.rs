@@ -127,9 +127,7 @@ impl Samples {
             reservoir(&mut self.tags, t.clone(), self.seen, rng);
         }
     }
-}
 
-impl Samples {
     /// The samples as JSON, for the process that runs the queries.
     fn to_json(&self) -> Value {
         json!({

@@ -1216,15 +1216,11 @@ fn append_in(
     // row's arrival number with whether it is deleted and whether it is a
     // post that got an edit.
     let mut flags: HashMap<i64, (bool, bool)> = HashMap::new();
-    for (ids, deleted) in [(&older_deleted, true), (&older_edited, false)] {
-        for s in seqs_of(ids) {
-            let f = flags.entry(s).or_default();
-            if deleted {
-                f.0 = true;
-            } else {
-                f.1 = true;
-            }
-        }
+    for s in seqs_of(&older_deleted) {
+        flags.entry(s).or_default().0 = true;
+    }
+    for s in seqs_of(&older_edited) {
+        flags.entry(s).or_default().1 = true;
     }
     if !flags.is_empty() {
         fill(

@@ -827,7 +827,7 @@ impl Inner {
                         Delta::Graph(_) => None,
                     };
                     flat_candidates(base, delta, q, allowed.as_deref(), &self.cfg, k)
-                        .map_err(flat_err(&base_path(&self.dir, st.base_gen, true)))?
+                        .map_err(|e| flat_err(&base_path(&self.dir, st.base_gen, true))(e))?
                 }
             }
         };
