@@ -44,9 +44,14 @@ pub(crate) enum FlatError {
 pub(crate) type Candidate = (u32, u64, [u8; CODE_BYTES]);
 
 /// The `want` nearest records seen so far, ties broken by the lower key.
+///
+/// The heap holds `(distance, key, slot)`; each code sits in `codes[slot]`,
+/// so sifting moves 16 bytes rather than 64, and a newcomer takes the slot
+/// of the record it pushes out (one sift, through `PeekMut`).
 pub(crate) struct Nearest {
     want: usize,
-    heap: BinaryHeap<Candidate>,
+    heap: BinaryHeap<(u32, u64, u32)>,
+    codes: Vec<[u8; CODE_BYTES]>,
     /// The largest distance that can still get in: the worst kept once
     /// `want` are kept (a tie then needs a lower key), else any.
     bound: u32,
@@ -57,23 +62,27 @@ impl Nearest {
     pub(crate) fn new(want: usize) -> Nearest {
         Nearest {
             want,
-            heap: BinaryHeap::with_capacity(want + 1),
+            heap: BinaryHeap::with_capacity(want),
+            codes: Vec::with_capacity(want),
             bound: if want == 0 { 0 } else { u32::MAX },
         }
     }
 
     #[inline(always)]
     fn offer(&mut self, dist: u32, key: u64, code: &[u8]) {
-        if self.want == 0 {
-            return;
-        }
         let mut c = [0u8; CODE_BYTES];
         c.copy_from_slice(code);
         if self.heap.len() < self.want {
-            self.heap.push((dist, key, c));
-        } else if self.heap.peek().is_some_and(|w| (dist, key) < (w.0, w.1)) {
-            self.heap.pop();
-            self.heap.push((dist, key, c));
+            let slot = self.codes.len() as u32;
+            self.codes.push(c);
+            self.heap.push((dist, key, slot));
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if (dist, key) >= (worst.0, worst.1) {
+                return;
+            }
+            let slot = worst.2;
+            *worst = (dist, key, slot);
+            self.codes[slot as usize] = c;
         } else {
             return;
         }
@@ -84,7 +93,11 @@ impl Nearest {
 
     /// The records kept, in no particular order.
     pub(crate) fn into_vec(self) -> Vec<Candidate> {
-        self.heap.into_vec()
+        let codes = self.codes;
+        self.heap
+            .into_iter()
+            .map(|(d, k, slot)| (d, k, codes[slot as usize]))
+            .collect()
     }
 }
 
@@ -93,34 +106,33 @@ impl Nearest {
 /// candidates closer to the exact order than Hamming distance does.
 pub(crate) struct Asymmetric {
     /// For byte `j` and its value `b`: the sum of ±q over its 8 components.
-    table: Vec<[f32; 256]>,
+    table: Box<[[f32; 256]; CODE_BYTES]>,
 }
 
 impl Asymmetric {
     /// The lookup table of `q` (one entry per byte position and value).
     pub(crate) fn new(q: &[f32]) -> Asymmetric {
-        let table = q
-            .chunks_exact(8)
-            .map(|part| {
-                let mut t = [0f32; 256];
-                t[0] = -part.iter().sum::<f32>();
-                for b in 1..256usize {
-                    let low = b.trailing_zeros() as usize;
-                    t[b] = t[b & (b - 1)] + 2.0 * part[low];
-                }
-                t
-            })
-            .collect();
+        let mut table = Box::new([[0f32; 256]; CODE_BYTES]);
+        for (t, part) in table.iter_mut().zip(q.chunks_exact(8)) {
+            t[0] = -part.iter().sum::<f32>();
+            for b in 1..256usize {
+                let low = b.trailing_zeros() as usize;
+                t[b] = t[b & (b - 1)] + 2.0 * part[low];
+            }
+        }
         Asymmetric { table }
     }
 
     /// The score of `code`; higher is nearer.
+    #[inline(always)]
+    // Indexed, not zipped: opt-level "z" leaves `zip` a call.
+    #[allow(clippy::needless_range_loop)]
     pub(crate) fn score(&self, code: &[u8; CODE_BYTES]) -> f32 {
-        self.table
-            .iter()
-            .zip(code)
-            .map(|(t, b)| t[*b as usize])
-            .sum()
+        let mut s = 0f32;
+        for j in 0..CODE_BYTES {
+            s += self.table[j][code[j] as usize];
+        }
+        s
     }
 }
 
@@ -166,6 +178,16 @@ pub(crate) fn words(code: &[u8; CODE_BYTES]) -> [u64; CODE_BYTES / 8] {
     w
 }
 
+/// The little-endian word at `at` of a record.
+#[inline(always)]
+fn word_at(r: &[u8; RECORD], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&r[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+// Written without iterator adaptors: the size-optimised build (opt-level
+// "z") does not inline them, and this loop runs once per stored vector.
 #[inline(always)]
 fn scan_body(
     records: &[u8],
@@ -173,16 +195,20 @@ fn scan_body(
     mut allowed: Option<&mut Allowed<'_>>,
     out: &mut Nearest,
 ) {
-    for r in records.chunks_exact(RECORD) {
-        let mut dist = 0u32;
-        for (w, c) in q.iter().zip(r[8..].chunks_exact(8)) {
-            dist += (w ^ u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).count_ones();
-        }
+    let mut rest = records;
+    while let Some((r, tail)) = rest.split_first_chunk::<RECORD>() {
+        rest = tail;
+        let dist = (q[0] ^ word_at(r, 8)).count_ones()
+            + (q[1] ^ word_at(r, 16)).count_ones()
+            + (q[2] ^ word_at(r, 24)).count_ones()
+            + (q[3] ^ word_at(r, 32)).count_ones()
+            + (q[4] ^ word_at(r, 40)).count_ones()
+            + (q[5] ^ word_at(r, 48)).count_ones();
         // Most records lose here, before their key is even read.
         if dist > out.bound {
             continue;
         }
-        let key = u64::from_le_bytes(r[..8].try_into().unwrap_or([0; 8]));
+        let key = word_at(r, 0);
         if let Some(a) = allowed.as_deref_mut() {
             if !a.contains(key) {
                 continue;

