@@ -599,7 +599,12 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
             return Ok(Vec::new());
         }
         let total = index.len().await?;
-        let mut ask = (k * 2 + 8).min(total.max(1));
+        // Ask for exactly what is wanted: the index's hits are live posts
+        // unless it lags behind a delete or an edit, and then the loop asks
+        // again for four times as many. (Asking for `2k + 8` up front cost
+        // the lite index 16 more rescored vectors and 18 more event reads
+        // per search.)
+        let mut ask = (k + usize::from(exclude.is_some())).min(total.max(1));
         loop {
             let hits = index.search(vector, filter, ask).await?;
             let exhausted = hits.len() < ask || ask >= total;
