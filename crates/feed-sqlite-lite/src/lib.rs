@@ -52,6 +52,10 @@ pub struct SqliteConfig {
     pub mmap_bytes: u64,
     /// How timelines are planned (default `Auto`).
     pub timeline: TimelinePlan,
+    /// Page size of a database this opens for the first time, bytes: a
+    /// power of two from 512 to 65,536 (default 4,096; the vector index
+    /// uses 8,192). An existing database keeps its own.
+    pub page_bytes: u32,
 }
 
 impl Default for SqliteConfig {
@@ -61,6 +65,7 @@ impl Default for SqliteConfig {
             cache_kib: 2048,
             mmap_bytes: 0,
             timeline: TimelinePlan::Auto,
+            page_bytes: 4096,
         }
     }
 }

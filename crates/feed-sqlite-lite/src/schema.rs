@@ -74,6 +74,9 @@ pub(crate) fn connect(path: &Path, cfg: &SqliteConfig) -> Result<Connection, rus
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    // Only a new, empty database takes it, and only before WAL mode is
+    // set; SQLite ignores a size that is not a power of two in range.
+    conn.pragma_update(None, "page_size", cfg.page_bytes)?;
     // Fails with NOTADB on a file that is not a database.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
