@@ -72,8 +72,8 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 #[derive(Clone, Debug)]
 pub struct UsearchConfig {
     /// Pragmas of `vectors.sqlite` (sync mode, page cache, mmap, page
-    /// size: 8 KiB by default, which holds five 1.6 kB rows where 4 KiB
-    /// holds two).
+    /// size: 4 KiB by default, which holds two 1.6 kB rows; 8 KiB holds
+    /// five, see the crate README).
     pub sqlite: SqliteConfig,
     /// Filters matching at most this many rows are answered exactly from
     /// SQLite (default 2,048). 0 sends every search through the graph.
@@ -113,7 +113,6 @@ impl Default for UsearchConfig {
         UsearchConfig {
             sqlite: SqliteConfig {
                 cache_kib: 256,
-                page_bytes: 8192,
                 ..SqliteConfig::default()
             },
             exact_max: 2_048,
