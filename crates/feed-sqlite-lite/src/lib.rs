@@ -17,6 +17,7 @@ pub use sql::TimelinePlan;
 pub use vectors::{pack_bits, UsearchConfig, UsearchVectorIndex, VECTOR_DB};
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use feed_core::worker::Worker;
@@ -76,6 +77,8 @@ pub const DB_FILE: &str = "events.sqlite";
 /// An [`EventStore`] on SQLite.
 pub struct SqliteEventStore {
     worker: Worker<Connection>,
+    /// DID numbers of committed batches (used by appends only).
+    dids: Arc<Mutex<sql::DidCache>>,
     dir: PathBuf,
     timeline: TimelinePlan,
 }
@@ -90,6 +93,7 @@ impl SqliteEventStore {
         let conn = schema::open(&dir.join(DB_FILE), config)?;
         Ok(SqliteEventStore {
             worker: Worker::new(conn),
+            dids: Arc::default(),
             dir: dir.to_path_buf(),
             timeline: config.timeline,
         })
@@ -104,7 +108,13 @@ impl SqliteEventStore {
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
-        self.worker.run(move |c| sql::append(c, batch)).await
+        let dids = Arc::clone(&self.dids);
+        self.worker
+            .run(move |c| {
+                let mut dids = dids.lock().unwrap_or_else(|p| p.into_inner());
+                sql::append(c, batch, &mut dids)
+            })
+            .await
     }
 
     async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
