@@ -54,8 +54,8 @@ pub struct SqliteConfig {
     /// How timelines are planned (default `Auto`).
     pub timeline: TimelinePlan,
     /// Page size of a database this opens for the first time, bytes: a
-    /// power of two from 512 to 65,536 (default 4,096; the vector index
-    /// uses 8,192). An existing database keeps its own.
+    /// power of two from 512 to 65,536 (default 4,096). An existing
+    /// database keeps its own.
     pub page_bytes: u32,
 }
 

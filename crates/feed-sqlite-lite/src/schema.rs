@@ -107,10 +107,10 @@ pub(crate) fn connect(path: &Path, cfg: &SqliteConfig) -> Result<Connection, rus
 
 /// Bytes of write-ahead log (32 MiB: 8,192 pages of 4 KiB) after which a
 /// commit copies them into the database file; SQLite's default is 1,000
-/// pages. Fewer checkpoints write a
-/// page that many batches touch (an index's hot leaves) once instead of
-/// once per checkpoint: ingest of 100k events, three alternating runs,
-/// 47.8k → 53.7k events/s (median), for 0.3 MiB more peak RSS.
+/// pages. Fewer checkpoints write a page that many batches touch (an
+/// index's hot leaves) once instead of once per checkpoint: ingest of 100k
+/// events, three alternating runs, 47.8k → 53.7k events/s (median), for
+/// 0.3 MiB more peak RSS.
 const WAL_CHECKPOINT_BYTES: i64 = 32 << 20;
 
 /// Bytes of write-ahead log kept on disk when the store is closed.

@@ -173,10 +173,6 @@ fn tag_lookup(c: &Connection, tag: &str) -> Res<Option<i64>> {
         .optional()?)
 }
 
-fn embedding_blob(e: &Embedding) -> Vec<u8> {
-    e.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 pub(crate) fn append(
     c: &mut Connection,
     batch: Vec<FeedEvent>,
@@ -391,7 +387,7 @@ fn insert(w: &mut Tx<'_>, ev: &FeedEvent, target: Option<TargetRef>) -> Res<()> 
     let seq = w.c.last_insert_rowid();
     if let Some(e) = &ev.embedding {
         w.st(W::Embedding)?
-            .execute(params![seq, embedding_blob(e)])?;
+            .execute(params![seq, crate::vectors::blob_of(e.as_slice())])?;
     }
     match ev.kind {
         EventType::Delete => {

@@ -253,8 +253,9 @@ impl From<FlatError> for IndexError {
     }
 }
 
-fn flat_err(path: &Path) -> impl FnOnce(FlatError) -> IndexError + '_ {
-    move |e| match e {
+/// A flat base that cannot be read, named by its path.
+fn flat_err(path: &Path, e: FlatError) -> IndexError {
+    match e {
         FlatError::Io(source) => IndexError::Io {
             context: format!("reading {}", path.display()),
             source,
@@ -275,7 +276,9 @@ fn key_of(sql: i64) -> u64 {
     (sql as u64) ^ (1 << 63)
 }
 
-fn blob_of(v: &[f32]) -> Vec<u8> {
+/// A vector as stored: its components as little-endian f32, in order (the
+/// layout of `vectors.sqlite`'s `v` and of `events.sqlite`'s embeddings).
+pub(crate) fn blob_of(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
@@ -348,7 +351,9 @@ fn base_path(dir: &Path, gen: i64, flat: bool) -> PathBuf {
 fn open_base(dir: &Path, cfg: &UsearchConfig, gen: i64, flat: bool) -> Result<Base, IndexError> {
     let p = base_path(dir, gen, flat);
     if flat {
-        return FlatBase::open(&p).map(Base::Flat).map_err(flat_err(&p));
+        return FlatBase::open(&p)
+            .map(Base::Flat)
+            .map_err(|e| flat_err(&p, e));
     }
     let ix = new_index(cfg)?;
     ix.view(path_str(&p)?).map_err(backend("view"))?;
@@ -837,7 +842,7 @@ impl Inner {
                         Delta::Graph(_) => None,
                     };
                     flat_candidates(base, delta, q, allowed.as_deref(), &self.cfg, k)
-                        .map_err(|e| flat_err(&base_path(&self.dir, st.base_gen, true))(e))?
+                        .map_err(|e| flat_err(&base_path(&self.dir, st.base_gen, true), e))?
                 }
             }
         };
