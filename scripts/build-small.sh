@@ -16,6 +16,8 @@
 #                                  (panic=abort never unwinds; std's stay)
 # and C code (SQLite, BLAKE3) without unwind tables. The flags apply to the
 # target only (hence --target), not to build scripts or proc macros.
+# usearch's C++ is compiled at -Os instead of the -O3 its build script
+# forces (scripts/cxx-small.sh; -206 KB).
 # Prints the binary's path; other arguments go to cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +37,7 @@ if [ -z "${dynamic:-}" ]; then
 fi
 RUSTFLAGS="$flags" \
 CFLAGS="-fno-asynchronous-unwind-tables -fno-unwind-tables" \
+CXX="$PWD/scripts/cxx-small.sh" \
     cargo build --locked --target "$host" --profile release-small \
     -p feed-cli --no-default-features --features lite ${args[@]+"${args[@]}"} >&2
 echo "$CARGO_TARGET_DIR/$host/release-small/feed"
