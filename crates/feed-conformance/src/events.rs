@@ -517,9 +517,39 @@ async fn fixed_scenarios<F: StoreFactory>(factory: &F) -> Result<(), String> {
         "edited",
     );
     edit.parent = Some(EventId(5));
-    append_all(&s, vec![post(2, Some(1)), del, edit]).await?;
+    // A follow deleted before it arrives never becomes an edge.
+    let mut unfollow = FeedEvent::new(EventId(8), EventType::Delete, did(0), gen::BASE_TS + 8, "");
+    unfollow.parent = Some(EventId(7));
+    let follow = |id: u64, whom: u8| FeedEvent {
+        mentions: vec![did(whom)],
+        ..FeedEvent::new(
+            EventId(id),
+            EventType::Follow,
+            did(0),
+            gen::BASE_TS + id as i64,
+            "",
+        )
+    };
+    append_all(&s, vec![post(2, Some(1)), del, edit, unfollow]).await?;
     let s = factory.reopen(s).await.map_err(err("reopen"))?;
-    append_all(&s, vec![post(1, None), post(3, None), post(5, None)]).await?;
+    append_all(
+        &s,
+        vec![
+            post(1, None),
+            post(3, None),
+            post(5, None),
+            follow(7, 1),
+            follow(9, 2),
+        ],
+    )
+    .await?;
+    let following = s.following(&did(0)).await.map_err(err("following"))?;
+    if following != [did(2)] {
+        return Err(format!(
+            "a follow deleted before it arrived, then a reopen: following {following:?}, want [{:?}]",
+            did(2)
+        ));
+    }
     let t = s.thread(EventId(1)).await.map_err(err("thread"))?;
     let ids: Vec<EventId> = t.nodes.iter().map(|n| n.entry.id()).collect();
     if ids != [EventId(1), EventId(2)] {

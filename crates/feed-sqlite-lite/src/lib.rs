@@ -77,8 +77,8 @@ pub const DB_FILE: &str = "events.sqlite";
 /// An [`EventStore`] on SQLite.
 pub struct SqliteEventStore {
     worker: Worker<Connection>,
-    /// DID numbers of committed batches (used by appends only).
-    dids: Arc<Mutex<sql::DidCache>>,
+    /// DID and tag numbers of committed batches (used by appends only).
+    numbers: Arc<Mutex<sql::Numbers>>,
     dir: PathBuf,
     timeline: TimelinePlan,
 }
@@ -93,7 +93,7 @@ impl SqliteEventStore {
         let conn = schema::open(&dir.join(DB_FILE), config)?;
         Ok(SqliteEventStore {
             worker: Worker::new(conn),
-            dids: Arc::default(),
+            numbers: Arc::default(),
             dir: dir.to_path_buf(),
             timeline: config.timeline,
         })
@@ -108,11 +108,11 @@ impl SqliteEventStore {
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn append(&self, batch: Vec<FeedEvent>) -> Result<Vec<AppendStatus>, StoreError> {
-        let dids = Arc::clone(&self.dids);
+        let numbers = Arc::clone(&self.numbers);
         self.worker
             .run(move |c| {
-                let mut dids = dids.lock().unwrap_or_else(|p| p.into_inner());
-                sql::append(c, batch, &mut dids)
+                let mut numbers = numbers.lock().unwrap_or_else(|p| p.into_inner());
+                sql::append(c, batch, &mut numbers)
             })
             .await
     }

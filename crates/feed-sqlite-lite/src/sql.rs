@@ -176,41 +176,64 @@ fn tag_lookup(c: &Connection, tag: &str) -> Res<Option<i64>> {
 pub(crate) fn append(
     c: &mut Connection,
     batch: Vec<FeedEvent>,
-    dids: &mut DidCache,
+    known: &mut Numbers,
 ) -> Res<Vec<AppendStatus>> {
     let tx = c.transaction()?;
-    let mut w = Tx::new(&tx, dids);
+    let mut w = Tx::new(&tx, known);
     let out = append_with(batch, now_ns(), &mut w)?;
-    let seen = std::mem::take(&mut w.seen);
+    let (dids, tags) = (
+        std::mem::take(&mut w.seen_dids),
+        std::mem::take(&mut w.seen_tags),
+    );
     drop(w);
     tx.commit()?;
     // Only now: a rolled-back batch's new numbers never existed.
-    dids.learn(seen);
+    known.dids.learn(dids);
+    known.tags.learn(tags);
     Ok(out)
 }
 
-/// Most DIDs a [`DidCache`] holds (about 56 bytes each).
-const DID_CACHE_MAX: usize = 4_096;
+/// Most entries each map of [`Numbers`] holds (a DID's about 56 bytes, a
+/// tag's 40 plus its text).
+const NUMBERS_MAX: usize = 4_096;
 
-/// The numbers of DIDs seen in committed batches, so that ingest finds an
-/// author's number without a lookup in `dids`' index (which took 17% of
-/// ingest time). Bounded: emptied when full.
+/// The numbers of DIDs and tags seen in committed batches, so that ingest
+/// finds them without a lookup in `dids`' or `tag_names`' index (the DID
+/// lookups took 17% of ingest time). Bounded: each map is emptied when full.
 #[derive(Default)]
-pub(crate) struct DidCache {
-    map: HashMap<[u8; 32], i64>,
+pub(crate) struct Numbers {
+    dids: Bounded<[u8; 32]>,
+    tags: Bounded<String>,
 }
 
-impl DidCache {
-    fn get(&self, did: &Did) -> Option<i64> {
-        self.map.get(&did.0).copied()
+/// A map of at most [`NUMBERS_MAX`] numbers.
+struct Bounded<K> {
+    map: HashMap<K, i64>,
+}
+
+impl<K> Default for Bounded<K> {
+    fn default() -> Self {
+        Bounded {
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Bounded<K> {
+    fn get<Q>(&self, k: &Q) -> Option<i64>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.map.get(k).copied()
     }
 
-    fn learn(&mut self, seen: HashMap<[u8; 32], i64>) {
-        for (did, n) in seen {
-            if self.map.len() >= DID_CACHE_MAX {
+    fn learn(&mut self, seen: HashMap<K, i64>) {
+        for (k, n) in seen {
+            if self.map.len() >= NUMBERS_MAX {
                 self.map.clear();
             }
-            self.map.insert(did, n);
+            self.map.insert(k, n);
         }
     }
 }
@@ -275,18 +298,21 @@ struct Tx<'c> {
     c: &'c Connection,
     stmts: [Option<CachedStatement<'c>>; W_COUNT],
     /// Numbers known from committed batches.
-    known: &'c DidCache,
-    /// Numbers this batch looked up or gave out, learnt once it commits.
-    seen: HashMap<[u8; 32], i64>,
+    known: &'c Numbers,
+    /// DID and tag numbers this batch looked up or gave out, learnt once it
+    /// commits.
+    seen_dids: HashMap<[u8; 32], i64>,
+    seen_tags: HashMap<String, i64>,
 }
 
 impl<'c> Tx<'c> {
-    fn new(c: &'c Connection, known: &'c DidCache) -> Self {
+    fn new(c: &'c Connection, known: &'c Numbers) -> Self {
         Tx {
             c,
             stmts: std::array::from_fn(|_| None),
             known,
-            seen: HashMap::new(),
+            seen_dids: HashMap::new(),
+            seen_tags: HashMap::new(),
         }
     }
 
@@ -302,19 +328,30 @@ impl<'c> Tx<'c> {
     fn did_number(&mut self, did: &Did) -> Res<i64> {
         if let Some(n) = self
             .known
-            .get(did)
-            .or_else(|| self.seen.get(&did.0).copied())
+            .dids
+            .get(&did.0)
+            .or_else(|| self.seen_dids.get(&did.0).copied())
         {
             return Ok(n);
         }
         let n = self.number(W::DidGet, W::DidPut, &did.0[..])?;
-        self.seen.insert(did.0, n);
+        self.seen_dids.insert(did.0, n);
         Ok(n)
     }
 
     /// The number of a tag, given one if it is new.
     fn tag_number(&mut self, tag: &str) -> Res<i64> {
-        self.number(W::TagGet, W::TagPut, tag)
+        if let Some(n) = self
+            .known
+            .tags
+            .get(tag)
+            .or_else(|| self.seen_tags.get(tag).copied())
+        {
+            return Ok(n);
+        }
+        let n = self.number(W::TagGet, W::TagPut, tag)?;
+        self.seen_tags.insert(tag.to_owned(), n);
+        Ok(n)
     }
 
     /// The number `get` finds for `value`, or the one `put` gives it.
