@@ -358,6 +358,20 @@ async fn check_search<S: EventStore + 'static>(
                     until: None,
                 },
             ),
+            (
+                "types: post and reaction",
+                VectorFilter {
+                    types: Some(vec![EventType::Reaction, EventType::Post]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "types: reaction",
+                VectorFilter {
+                    types: Some(vec![EventType::Reaction]),
+                    ..Default::default()
+                },
+            ),
         ] {
             let reference: Vec<(EventId, f32)> = rows
                 .iter()
