@@ -18,8 +18,11 @@
 //! Search: when at most `exact_max` rows pass the filter, they are scored
 //! exactly straight from SQLite (exact mode). Otherwise the base and the
 //! delta each propose candidates (a scan of every code, or a graph search;
-//! only rows passing the filter when one is set), the nearest codes of
-//! both are kept, and each is rescored exactly from its stored vector;
+//! only rows passing the filter when one is set, listed from SQLite, or,
+//! for a filter passing a quarter of the rows or more, four times as many
+//! candidates from all rows, the filter checked on each row rescored), the
+//! nearest codes of both are kept, and each is rescored exactly from its
+//! stored vector;
 //! removed or replaced rows are dropped or rescored there, so the stale
 //! codes a base may hold never leak. When the delta (plus the base's stale
 //! rows) outgrows `max(merge_min, base / 8)`, a background thread builds the
@@ -43,8 +46,8 @@ use crate::codes::{
     words, write_base, Allowed, Asymmetric, FlatBase, FlatDelta, FlatError, Nearest, CODE_BYTES,
 };
 use feed_core::{
-    dot, Embedding, EventId, Hit, IndexError, SearchMode, VectorFilter, VectorIndex, VectorRecord,
-    EMBEDDING_DIM,
+    dot, Did, Embedding, EventId, EventType, Hit, IndexError, SearchMode, VectorFilter,
+    VectorIndex, VectorRecord, EMBEDDING_DIM,
 };
 
 use crate::schema::connect;
@@ -65,6 +68,7 @@ CREATE TABLE IF NOT EXISTS vec (
 CREATE INDEX IF NOT EXISTS vec_seq ON vec(seq);
 CREATE INDEX IF NOT EXISTS vec_author ON vec(author, ts);
 CREATE INDEX IF NOT EXISTS vec_ts ON vec(ts);
+CREATE INDEX IF NOT EXISTS vec_kind ON vec(kind, ts);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 ";
 
@@ -797,41 +801,89 @@ impl Inner {
         // locks once rather than once per statement (unfiltered search over
         // 100k vectors: 424 → 462 queries/s, medians of seven runs).
         let c = conn.transaction().map_err(sql_err)?;
+        let len = self.len.load(Ordering::SeqCst);
+        if is_unfiltered(filter) {
+            if len <= self.cfg.exact_max {
+                return exact(&c, q, &clause, &vals, k);
+            }
+            let hits = self.nearest(&c, q, Among::All, k)?;
+            if hits.len() < k.min(len) {
+                return exact(&c, q, &clause, &vals, k);
+            }
+            return Ok(hits);
+        }
         // The rows a filter lets through, in key order (the graph's
-        // predicate binary-searches them); their number picks the path.
-        let allowed: Option<Vec<u64>> = if is_unfiltered(filter) {
-            None
-        } else {
-            // `clause` is fixed text with `?` placeholders; `vals` are bound.
-            let sql = format!("SELECT id FROM vec WHERE {clause}");
+        // predicate binary-searches them), listed up to the broad threshold.
+        // `clause` is fixed text with `?` placeholders; `vals` and the cap
+        // are bound, the cap last.
+        let broad = (len / BROAD_SHARE).max(self.cfg.exact_max + 1);
+        let cap = Value::Integer(i64::try_from(broad).unwrap_or(i64::MAX));
+        let list = |cap: Option<&Value>| -> Result<Vec<u64>, IndexError> {
+            let sql = match cap {
+                Some(_) => format!("SELECT id FROM vec WHERE {clause} LIMIT ?"),
+                None => format!("SELECT id FROM vec WHERE {clause}"),
+            };
             let mut s = c.prepare_cached(&sql).map_err(sql_err)?;
             let mut ids = s
-                .query_map(params_from_iter(vals.iter()), |r| r.get::<_, i64>(0))
+                .query_map(params_from_iter(vals.iter().chain(cap)), |r| {
+                    r.get::<_, i64>(0)
+                })
                 .map_err(sql_err)?
                 .map(|r| r.map(key_of))
                 .collect::<Result<Vec<u64>, _>>()
                 .map_err(sql_err)?;
             ids.sort_unstable();
-            Some(ids)
+            Ok(ids)
         };
-        let matching = allowed
-            .as_ref()
-            .map_or_else(|| self.len.load(Ordering::SeqCst), Vec::len);
-        if matching == 0 {
+        let mut ids = list(Some(&cap))?;
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
-        if matching <= self.cfg.exact_max {
+        if ids.len() <= self.cfg.exact_max {
             return exact(&c, q, &clause, &vals, k);
         }
+        if ids.len() >= broad {
+            // A broad filter: candidates from every row, BROAD_SHARE times
+            // as many, each rescored row checked against the filter;
+            // cheaper than listing the ids of a quarter or more of the rows.
+            // The nearest codes that pass are the ones a scan of the passing
+            // rows alone would keep, unless fewer than `k` of them pass:
+            // then all ids are listed after all.
+            let hits = self.nearest(&c, q, Among::Passing(filter), k)?;
+            if hits.len() >= k {
+                return Ok(hits);
+            }
+            ids = list(None)?;
+        }
+        let hits = self.nearest(&c, q, Among::Listed(&ids), k)?;
+        if hits.len() < k.min(ids.len()) {
+            // The graph could not offer enough matching rows: answer exactly.
+            return exact(&c, q, &clause, &vals, k);
+        }
+        Ok(hits)
+    }
+
+    /// The `k` best of the candidates the bases offer among `among`,
+    /// rescored exactly from `vec`; fewer if fewer pass.
+    fn nearest(
+        &self,
+        c: &Connection,
+        q: &Embedding,
+        among: Among<'_>,
+        k: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let (allowed, widen) = match among {
+            Among::All => (None, 1),
+            Among::Listed(ids) => (Some(ids), 1),
+            Among::Passing(_) => (None, BROAD_SHARE),
+        };
         let mut keys = {
             let st = self.state();
             match (&st.base, &st.delta) {
                 (Some(Base::Graph(b)), Delta::Graph(d)) => {
-                    graph_candidates(&[b, d], q, allowed.as_deref(), &self.cfg, k)?
+                    graph_candidates(&[b, d], q, allowed, &self.cfg, k, widen)?
                 }
-                (None, Delta::Graph(d)) => {
-                    graph_candidates(&[d], q, allowed.as_deref(), &self.cfg, k)?
-                }
+                (None, Delta::Graph(d)) => graph_candidates(&[d], q, allowed, &self.cfg, k, widen)?,
                 (base, delta) => {
                     let base = match base {
                         Some(Base::Flat(b)) => Some(b),
@@ -841,7 +893,7 @@ impl Inner {
                         Delta::Flat(d) => Some(d),
                         Delta::Graph(_) => None,
                     };
-                    flat_candidates(base, delta, q, allowed.as_deref(), &self.cfg, k)
+                    flat_candidates(base, delta, q, allowed, &self.cfg, k, widen)
                         .map_err(|e| flat_err(&base_path(&self.dir, st.base_gen, true), e))?
                 }
             }
@@ -849,40 +901,67 @@ impl Inner {
         // Key order: neighbouring rows share pages of `vec`.
         keys.sort_unstable();
         // Rescoring: every candidate passes the filter as the rows stand now
-        // (`allowed` was read under the same connection lock, so no write
-        // came between), except a base row removed since the base was
-        // built, which is gone from `vec` and skipped.
+        // (`allowed` was read in the same read transaction, and a broad
+        // filter is checked on the row itself), except a base row removed
+        // since the base was built, which is gone from `vec` and skipped.
         let mut hits = Vec::with_capacity(keys.len());
-        {
-            let mut row = c
-                .prepare_cached("SELECT v FROM vec WHERE id = ?1")
-                .map_err(sql_err)?;
-            for key in keys {
-                if allowed
-                    .as_ref()
-                    .is_some_and(|a| a.binary_search(&key).is_err())
-                {
+        let sql = match among {
+            Among::Passing(_) => "SELECT v, kind, author, ts FROM vec WHERE id = ?1",
+            _ => "SELECT v FROM vec WHERE id = ?1",
+        };
+        let mut row = c.prepare_cached(sql).map_err(sql_err)?;
+        for key in keys {
+            if allowed.is_some_and(|a| a.binary_search(&key).is_err()) {
+                continue;
+            }
+            let mut rows = row.query([key_sql(key)]).map_err(sql_err)?;
+            let Some(r) = rows.next().map_err(sql_err)? else {
+                continue;
+            };
+            if let Among::Passing(f) = among {
+                if !row_passes(r, f)? {
                     continue;
                 }
-                let mut rows = row.query([key_sql(key)]).map_err(sql_err)?;
-                let Some(r) = rows.next().map_err(sql_err)? else {
-                    continue;
-                };
-                let blob = blob_at(r, 0)?;
-                hits.push(Hit {
-                    id: EventId(key),
-                    score: score_blob(q, blob)?,
-                });
             }
+            hits.push(Hit {
+                id: EventId(key),
+                score: score_blob(q, blob_at(r, 0)?)?,
+            });
         }
         rank(&mut hits);
         hits.truncate(k);
-        if hits.len() < k.min(matching) {
-            // The graph could not offer enough matching rows: answer exactly.
-            return exact(&c, q, &clause, &vals, k);
-        }
         Ok(hits)
     }
+}
+
+/// Which rows a search may return.
+#[derive(Clone, Copy)]
+enum Among<'a> {
+    /// Every row.
+    All,
+    /// The rows of these keys (ascending).
+    Listed(&'a [u64]),
+    /// The rows passing this filter, checked on each rescored row.
+    Passing(&'a VectorFilter),
+}
+
+/// A filter passing at least one row in `BROAD_SHARE` is broad: its search
+/// takes `BROAD_SHARE` times as many candidates from all rows and checks
+/// the filter on the rows it rescores, instead of listing their ids.
+const BROAD_SHARE: usize = 4;
+
+/// Whether a `vec` row read as `v, kind, author, ts` passes `f`.
+fn row_passes(r: &rusqlite::Row<'_>, f: &VectorFilter) -> Result<bool, IndexError> {
+    let code: u8 = r.get(1).map_err(sql_err)?;
+    let kind = EventType::from_code(code).ok_or_else(|| {
+        IndexError::Backend(format!("vectors.sqlite: a row of unknown type {code}"))
+    })?;
+    let author = blob_at(r, 2)?;
+    let author = Did(author
+        .try_into()
+        .map_err(|_| IndexError::Backend("vectors.sqlite: an author of the wrong size".into()))?);
+    let ts: i64 = r.get(3).map_err(sql_err)?;
+    Ok(f.matches(kind, &author, ts))
 }
 
 /// Candidates from usearch graphs (a base and its delta, or a delta alone):
@@ -894,8 +973,9 @@ fn graph_candidates(
     allowed: Option<&[u64]>,
     cfg: &UsearchConfig,
     k: usize,
+    widen: usize,
 ) -> Result<Vec<u64>, IndexError> {
-    let want = cfg.candidates.max(4 * k);
+    let want = cfg.candidates.max(4 * k) * widen;
     let bits = pack_bits(q.as_slice());
     let code = b1x8::from_u8s(&bits);
     let mut near: Vec<(f32, u64)> = Vec::with_capacity(2 * want);
@@ -928,9 +1008,10 @@ fn flat_candidates(
     allowed: Option<&[u64]>,
     cfg: &UsearchConfig,
     k: usize,
+    widen: usize,
 ) -> Result<Vec<u64>, FlatError> {
     let qw = words(&pack_bits(q.as_slice()));
-    let mut found = Nearest::new(cfg.pool.max(8 * k));
+    let mut found = Nearest::new(cfg.pool.max(8 * k) * widen);
     if let Some(b) = base {
         b.search(&qw, allowed.map(Allowed::new).as_mut(), &mut found)?;
     }
@@ -946,7 +1027,7 @@ fn flat_candidates(
     near.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
     near.dedup_by_key(|n| n.1);
     near.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    near.truncate(cfg.rescored.max(4 * k));
+    near.truncate(cfg.rescored.max(4 * k) * widen);
     Ok(near.into_iter().map(|(_, key)| key).collect())
 }
 
