@@ -62,8 +62,9 @@ impl Nearest {
     pub(crate) fn new(want: usize) -> Nearest {
         Nearest {
             want,
-            heap: BinaryHeap::with_capacity(want),
-            codes: Vec::with_capacity(want),
+            // Grown as needed beyond this: `want` comes from the caller's `k`.
+            heap: BinaryHeap::with_capacity(want.min(4_096)),
+            codes: Vec::with_capacity(want.min(4_096)),
             bound: if want == 0 { 0 } else { u32::MAX },
         }
     }

@@ -802,6 +802,12 @@ impl Inner {
         // 100k vectors: 424 → 462 queries/s, medians of seven runs).
         let c = conn.transaction().map_err(sql_err)?;
         let len = self.len.load(Ordering::SeqCst);
+        // No search returns more rows than there are (and a huge `k` must
+        // not size the candidate lists).
+        let k = k.min(len);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
         if is_unfiltered(filter) {
             if len <= self.cfg.exact_max {
                 return exact(&c, q, &clause, &vals, k);
@@ -975,17 +981,21 @@ fn graph_candidates(
     k: usize,
     widen: usize,
 ) -> Result<Vec<u64>, IndexError> {
-    let want = cfg.candidates.max(4 * k) * widen;
+    let want = cfg
+        .candidates
+        .max(k.saturating_mul(4))
+        .saturating_mul(widen);
     let bits = pack_bits(q.as_slice());
     let code = b1x8::from_u8s(&bits);
-    let mut near: Vec<(f32, u64)> = Vec::with_capacity(2 * want);
+    let mut near: Vec<(f32, u64)> = Vec::new();
     for ix in graphs {
         if ix.size() == 0 {
             continue;
         }
+        let count = want.min(ix.size());
         let found = match allowed {
-            None => ix.search(code, want),
-            Some(a) => ix.filtered_search(code, want, |key| a.binary_search(&key).is_ok()),
+            None => ix.search(code, count),
+            Some(a) => ix.filtered_search(code, count, |key| a.binary_search(&key).is_ok()),
         }
         .map_err(backend("search"))?;
         near.extend(found.distances.into_iter().zip(found.keys));
@@ -1011,7 +1021,7 @@ fn flat_candidates(
     widen: usize,
 ) -> Result<Vec<u64>, FlatError> {
     let qw = words(&pack_bits(q.as_slice()));
-    let mut found = Nearest::new(cfg.pool.max(8 * k) * widen);
+    let mut found = Nearest::new(cfg.pool.max(k.saturating_mul(8)).saturating_mul(widen));
     if let Some(b) = base {
         b.search(&qw, allowed.map(Allowed::new).as_mut(), &mut found)?;
     }
@@ -1027,7 +1037,7 @@ fn flat_candidates(
     near.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
     near.dedup_by_key(|n| n.1);
     near.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    near.truncate(cfg.rescored.max(4 * k) * widen);
+    near.truncate(cfg.rescored.max(k.saturating_mul(4)).saturating_mul(widen));
     Ok(near.into_iter().map(|(_, key)| key).collect())
 }
 

@@ -233,3 +233,48 @@ async fn a_damaged_flat_base_is_rebuilt() {
     ix.upsert(records[12..].to_vec()).await.expect("upsert");
     assert_state(&ix, (16, 0), &["vectors-3.bits"], &records, &[]).await;
 }
+
+/// A `k` far beyond the rows held returns every row passing the filter,
+/// best first, through a flat base and through a graph, for no filter, a
+/// broad one (every row) and a narrower one; it never sizes a candidate
+/// list by `k`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_k_returns_every_passing_row() {
+    for flat_max in [1_000, 10] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = UsearchConfig {
+            flat_max,
+            ..inline_merges()
+        };
+        let records = posts(11, 40);
+        let ix = UsearchVectorIndex::open(dir.path(), cfg).expect("open");
+        ix.upsert(records.clone()).await.expect("upsert");
+        ix.flush().await.expect("flush");
+        let q = &records[0].vector;
+        let since_tenth = VectorFilter {
+            since: Some(31),
+            ..VectorFilter::default()
+        };
+        let every = VectorFilter {
+            types: Some(vec![EventType::Post]),
+            ..VectorFilter::default()
+        };
+        for (filter, want) in [
+            (VectorFilter::default(), 40),
+            (every, 40),
+            (since_tenth, 10),
+        ] {
+            let hits = ix.search(q, &filter, usize::MAX).await.expect("search");
+            let mut got: Vec<EventId> = hits.iter().map(|h| h.id).collect();
+            got.sort();
+            let passing: Vec<EventId> = records
+                .iter()
+                .filter(|r| filter.matches(r.kind, &r.author, r.ts))
+                .map(|r| r.id)
+                .collect();
+            assert_eq!(passing.len(), want);
+            assert_eq!(got, passing, "flat_max {flat_max}, {filter:?}");
+            assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        }
+    }
+}
