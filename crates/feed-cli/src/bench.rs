@@ -417,10 +417,13 @@ async fn queries(
     );
     // Search: queries are stored posts' vectors, nudged (posts like this one).
     let mut search_queries = Vec::new();
+    let mut post_ts = Vec::new();
     if fs.index().is_some() {
         let mut nudge = Rng::new(11);
         for id in samples.posts.iter().take(200) {
-            if let Some(e) = st.stored(*id).await?.and_then(|e| e.embedding) {
+            let stored = st.stored(*id).await?;
+            post_ts.extend(stored.as_ref().map(|e| e.ts));
+            if let Some(e) = stored.and_then(|e| e.embedding) {
                 let v: Vec<f32> = e
                     .as_slice()
                     .iter()
@@ -437,6 +440,24 @@ async fn queries(
             "search",
             time_calls(q, |i| {
                 fs.search(SearchQuery::Vector(sq[i % sq.len()].clone()), &all, 10)
+            })
+            .await?,
+        );
+        // The same searches among the posts newer than the sampled posts'
+        // median: a filter passing about half the vectors.
+        post_ts.sort_unstable();
+        let newer_half = VectorFilter {
+            since: post_ts.get(post_ts.len() / 2).copied(),
+            ..VectorFilter::default()
+        };
+        results.insert(
+            "search_newer_half",
+            time_calls(q, |i| {
+                fs.search(
+                    SearchQuery::Vector(sq[i % sq.len()].clone()),
+                    &newer_half,
+                    10,
+                )
             })
             .await?,
         );

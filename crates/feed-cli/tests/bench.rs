@@ -57,7 +57,14 @@ fn bench_reports_every_backend_with_ingest_and_query_figures() {
             r["search_recall_at_10"].as_f64().is_some_and(|v| v > 0.9),
             "{name}"
         );
-        for q in ["timeline", "thread", "counts", "tag", "search"] {
+        for q in [
+            "timeline",
+            "thread",
+            "counts",
+            "tag",
+            "search",
+            "search_newer_half",
+        ] {
             assert_eq!(r["queries"][q]["calls"].as_u64(), Some(5), "{name}: {q}");
         }
     }
