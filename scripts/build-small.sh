@@ -24,6 +24,12 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/feed/target}"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 flags="-C force-unwind-tables=no -C relocation-model=static"
+# scripts/small-include/iostream leaves the standard streams uninitialised:
+# a reference to any of them fails the link (--wrap turns it into a
+# reference to an undefined __wrap_ symbol) instead of crashing at run time.
+for s in _ZSt3cin _ZSt4cout _ZSt4cerr _ZSt4clog _ZSt4wcin _ZSt5wcout _ZSt5wcerr _ZSt5wclog; do
+    flags="$flags -C link-arg=-Wl,--wrap=$s"
+done
 args=()
 for a in "$@"; do
     if [ "$a" = "--dynamic" ]; then
@@ -38,6 +44,7 @@ fi
 RUSTFLAGS="$flags" \
 CFLAGS="-fno-asynchronous-unwind-tables -fno-unwind-tables" \
 CXX="$PWD/scripts/cxx-small.sh" \
+CXXFLAGS="-I$PWD/scripts/small-include" \
     cargo build --locked --target "$host" --profile release-small \
     -p feed-cli --no-default-features --features lite ${args[@]+"${args[@]}"} >&2
 echo "$CARGO_TARGET_DIR/$host/release-small/feed"
