@@ -843,7 +843,7 @@ async fn embed_off_thread(
     emb: Arc<dyn Embedder>,
     texts: Vec<String>,
 ) -> Result<Vec<Embedding>, EmbedError> {
-    tokio::task::spawn_blocking(move || {
+    crate::worker::off_thread(move || {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         emb.embed(&refs)
     })

@@ -527,7 +527,7 @@ impl UsearchVectorIndex {
         F: FnOnce(&Arc<Inner>) -> Result<T, IndexError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
+        feed_core::worker::off_thread(move || f(&inner))
             .await
             .map_err(|e| IndexError::Backend(format!("worker thread failed: {e}")))?
     }
