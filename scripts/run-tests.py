@@ -18,29 +18,33 @@ Exit status: 0 when every binary passed, 1 otherwise (each failure named).
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
-import re
 import time
 
-LANES = int(os.environ.get("FEED_TEST_LANES", "2"))
+try:
+    LANES = max(1, int(os.environ.get("FEED_TEST_LANES", "2")))
+except ValueError:
+    sys.exit("run-tests: FEED_TEST_LANES must be a whole number")
 
-# Seconds each binary took in CI (2026-12-01, PROPTEST_CASES=128): the
-# queue starts with the slowest so that the lanes end close together.
-# Binaries not listed come last, in cargo's order.
+# The slowest binaries, slowest first, so that the lanes end close together:
+# seconds each took in one `cargo test --workspace` (2026-12-01,
+# PROPTEST_CASES=128, one at a time). Binaries not listed come last, in
+# cargo's order.
 SLOW_FIRST = [
-    ("feed-duckdb", "conformance"),
-    ("feed-cli", "cli"),
-    ("feed-duckdb", "crash"),
-    ("feed-cli", "reference_index_crash"),
-    ("feed-lance", "conformance"),
-    ("feed-cli", "corruption"),
-    ("feed-cli", "full_disk"),
-    ("feed-sqlite-lite", "index_crash"),
-    ("feed-sqlite-lite", "vectors"),
-    ("feed-sqlite-lite", "conformance"),
-    ("feed-sqlite-lite", "crash"),
+    ("feed-cli", "cli"),  # 143
+    ("feed-duckdb", "conformance"),  # 117
+    ("feed-duckdb", "crash"),  # 115
+    ("feed-cli", "reference_index_crash"),  # 73
+    ("feed-cli", "corruption"),  # 42
+    ("feed-lance", "conformance"),  # 41
+    ("feed-cli", "full_disk"),  # 32
+    ("feed-sqlite-lite", "index_crash"),  # 32
+    ("feed-sqlite-lite", "vectors"),  # 17
+    ("feed-sqlite-lite", "crash"),  # 15
+    ("feed-sqlite-lite", "conformance"),  # 12
 ]
 
 
@@ -98,7 +102,7 @@ def main():
                 if done.returncode != 0:
                     failures.append(f"{package} {kind} {target}: exit {done.returncode}")
 
-    threads = [threading.Thread(target=lane) for _ in range(max(1, LANES))]
+    threads = [threading.Thread(target=lane) for _ in range(LANES)]
     for t in threads:
         t.start()
     for t in threads:
