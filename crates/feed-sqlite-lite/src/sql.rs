@@ -940,13 +940,37 @@ pub(crate) fn buckets(c: &Connection, f: &Filter, width: BucketWidth) -> Res<Vec
             f.since.unwrap_or(i64::MIN),
             f.until.unwrap_or(i64::MAX)
         ])?;
+        // The rows come from `ev_time` in `ts` order, so one bucket's rows
+        // are counted in a small array and go into the map together when
+        // the bucket changes (rows in any order would still count right).
+        let mut run: Option<(i64, [u64; 7])> = None;
+        let mut flush = |run: Option<(i64, [u64; 7])>| {
+            if let Some((start, n)) = run {
+                for (kind, &count) in EventType::ALL.iter().zip(&n) {
+                    if count > 0 {
+                        *counts.entry((start, *kind)).or_default() += count;
+                    }
+                }
+            }
+        };
         while let Some(r) = rows.next()? {
             let kind =
                 EventType::from_code(r.get(1)?).ok_or_else(|| corrupt("unknown event type"))?;
-            if f.types.as_ref().is_none_or(|t| t.contains(&kind)) {
-                *counts.entry((width.start_of(r.get(0)?), kind)).or_default() += 1;
+            if f.types.as_ref().is_some_and(|t| !t.contains(&kind)) {
+                continue;
+            }
+            let start = width.start_of(r.get(0)?);
+            match &mut run {
+                Some((s, n)) if *s == start => n[kind.code() as usize] += 1,
+                _ => {
+                    flush(run.take());
+                    let mut n = [0; 7];
+                    n[kind.code() as usize] = 1;
+                    run = Some((start, n));
+                }
             }
         }
+        flush(run);
     } else {
         for_each_live(c, f, |r| {
             *counts
