@@ -115,24 +115,35 @@ impl FromStr for EventType {
 }
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
+    let bytes: &[u8; 64] = s.as_bytes().try_into().ok()?;
     let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(out)
 }
 
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
+/// The value of one hex digit (either case).
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
     }
-    Ok(())
+}
+
+/// 32 bytes as 64 lowercase hex digits, in one write (a `write!` per
+/// byte made every DID and hash in query output and exports 32 calls).
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8; 32]) -> fmt::Result {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 64];
+    for (pair, b) in buf.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    // Only ASCII digits were written, so this cannot fail.
+    f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
 }
 
 /// An author's DID key: 32 bytes. Shown as 64 lowercase hex characters.
@@ -575,4 +586,45 @@ pub fn clamp_timeline_limit(limit: usize) -> usize {
 /// Normalises a tag given to a query: one leading `#` dropped, lowercased.
 pub fn query_tag(tag: &str) -> String {
     tag.strip_prefix('#').unwrap_or(tag).to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_is_written_lowercase() {
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37).wrapping_add(11);
+        }
+        bytes[0] = 0x00;
+        bytes[31] = 0xff;
+        let d = Did(bytes);
+        let s = d.to_string();
+        assert_eq!(s.len(), 64);
+        assert!(s.starts_with("00") && s.ends_with("ff"));
+        assert!(s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert_eq!(Did::parse(&s), Some(d));
+        assert_eq!(Did::parse(&s.to_uppercase()), Some(d));
+        assert_eq!(Did::parse(&format!("did:libertaria:{s}")), Some(d));
+        let h = ContentHash(bytes);
+        assert_eq!(h.to_string(), s);
+        assert_eq!(ContentHash::parse(&s), Some(h));
+    }
+
+    #[test]
+    fn bad_hex_is_refused() {
+        let good = "ab".repeat(32);
+        assert!(Did::parse(&good).is_some());
+        assert_eq!(Did::parse(&good[..62]), None);
+        assert_eq!(Did::parse(&format!("{good}ab")), None);
+        assert_eq!(Did::parse(&format!("g{}", &good[1..])), None);
+        assert_eq!(Did::parse(&format!("{} ", &good[..63])), None);
+        // 64 bytes, but "é" is two of them: not hex.
+        assert_eq!(Did::parse(&format!("é{}", &good[2..])), None);
+        assert_eq!(ContentHash::parse(""), None);
+    }
 }
