@@ -813,7 +813,7 @@ impl Inner {
                 return exact(&c, q, &clause, &vals, k);
             }
             let hits = self.nearest(&c, q, Among::All, k)?;
-            if hits.len() < k.min(len) {
+            if hits.len() < k {
                 return exact(&c, q, &clause, &vals, k);
             }
             return Ok(hits);
@@ -821,17 +821,14 @@ impl Inner {
         // The rows a filter lets through, in key order (the graph's
         // predicate binary-searches them), listed up to the broad threshold.
         // `clause` is fixed text with `?` placeholders; `vals` and the cap
-        // are bound, the cap last.
+        // are bound, the cap last (-1: SQLite's "no limit").
         let broad = (len / BROAD_SHARE).max(self.cfg.exact_max + 1);
-        let cap = Value::Integer(i64::try_from(broad).unwrap_or(i64::MAX));
-        let list = |cap: Option<&Value>| -> Result<Vec<u64>, IndexError> {
-            let sql = match cap {
-                Some(_) => format!("SELECT id FROM vec WHERE {clause} LIMIT ?"),
-                None => format!("SELECT id FROM vec WHERE {clause}"),
-            };
+        let sql = format!("SELECT id FROM vec WHERE {clause} LIMIT ?");
+        let list = |cap: i64| -> Result<Vec<u64>, IndexError> {
             let mut s = c.prepare_cached(&sql).map_err(sql_err)?;
+            let cap = Value::Integer(cap);
             let mut ids = s
-                .query_map(params_from_iter(vals.iter().chain(cap)), |r| {
+                .query_map(params_from_iter(vals.iter().chain([&cap])), |r| {
                     r.get::<_, i64>(0)
                 })
                 .map_err(sql_err)?
@@ -841,7 +838,7 @@ impl Inner {
             ids.sort_unstable();
             Ok(ids)
         };
-        let mut ids = list(Some(&cap))?;
+        let mut ids = list(i64::try_from(broad).unwrap_or(i64::MAX))?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -859,7 +856,7 @@ impl Inner {
             if hits.len() >= k {
                 return Ok(hits);
             }
-            ids = list(None)?;
+            ids = list(-1)?;
         }
         let hits = self.nearest(&c, q, Among::Listed(&ids), k)?;
         if hits.len() < k.min(ids.len()) {
