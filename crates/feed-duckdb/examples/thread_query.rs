@@ -1,8 +1,10 @@
 //! What a thread's statements cost on a store: for 300 sampled posts of
 //! an `events.duckdb` (a copy: the store must not be open elsewhere),
 //! times the group query as it was (group found by `id`, then `root`
-//! scanned), as it is (`seq` span from memory, `root` within it), and the
-//! content rows by `rowid`, twice each, and prints p50 and p99.
+//! scanned), as it is (`seq` span from memory, `root` within it), the
+//! content rows by `rowid` alone and within the group's `id` range, and a
+//! `get`'s statement without and with `c.id`, twice each, and prints p50
+//! and p99.
 //!
 //! `cargo run --release -p feed-duckdb --example thread_query PATH`
 
@@ -70,12 +72,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let rows: Vec<String> = c
-            .prepare("SELECT rowid FROM events WHERE kind = 0 AND root = ?")?
-            .query_map([g], |r| r.get::<_, i64>(0))?
-            .map(|r| r.map(|r| r.to_string()))
+        let rows: Vec<(i64, u64)> = c
+            .prepare("SELECT rowid, id FROM events WHERE kind = 0 AND root = ?")?
+            .query_map([g], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u64>(1)?)))?
             .collect::<Result<_, _>>()?;
-        groups.push((g, lo, hi, rows.join(",")));
+        let lo_id = rows.iter().map(|r| r.1).min().unwrap_or(0);
+        let hi_id = rows.iter().map(|r| r.1).max().unwrap_or(0);
+        let list: Vec<String> = rows.iter().map(|r| r.0.to_string()).collect();
+        groups.push((g, lo, hi, list.join(","), lo_id, hi_id));
     }
     let n = ids.len();
     for _ in 0..2 {
@@ -88,7 +92,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .count())
         })?;
         time("group by seq span and root", n, |i| {
-            let (g, lo, hi, _) = &groups[i];
+            let (g, lo, hi, ..) = &groups[i];
             let sql = group_query!("WHERE e.seq >= ? AND e.seq <= ? AND e.kind = 0 AND e.root = ?");
             Ok(c.prepare_cached(sql)?
                 .query_map(params![lo, hi, g], |r| r.get::<_, i64>(0))?
@@ -101,6 +105,33 @@ fn main() -> Result<(), Box<dyn Error>> {
                  JOIN event_content c ON c.rowid = q.r",
             )?
             .query_map([&groups[i].3], |r| r.get::<_, i64>(0))?
+            .count())
+        })?;
+        time("get: events and content", n, |i| {
+            Ok(c.prepare_cached(
+                "SELECT e.id, c.content FROM events e JOIN event_content c ON c.rowid = e.rowid \
+                 WHERE e.id = ?1",
+            )?
+            .query_map(params![ids[i]], |r| r.get::<_, u64>(0))?
+            .count())
+        })?;
+        time("get: and c.id", n, |i| {
+            Ok(c.prepare_cached(
+                "SELECT e.id, c.content FROM events e JOIN event_content c ON c.rowid = e.rowid \
+                 WHERE e.id = ?1 AND c.id = ?1",
+            )?
+            .query_map(params![ids[i]], |r| r.get::<_, u64>(0))?
+            .count())
+        })?;
+        time("content rows by rowid, id range", n, |i| {
+            Ok(c.prepare_cached(
+                "SELECT q.r, c.id, c.content, c.tags, c.mentions, c.embedding \
+                 FROM (SELECT unnest(string_split(?, ','))::BIGINT AS r) q \
+                 JOIN event_content c ON c.rowid = q.r WHERE c.id BETWEEN ? AND ?",
+            )?
+            .query_map(params![&groups[i].3, groups[i].4, groups[i].5], |r| {
+                r.get::<_, i64>(0)
+            })?
             .count())
         })?;
     }

@@ -674,7 +674,14 @@ fn recs(db: &Db, sql: &str, p: impl duckdb::Params) -> Res<Vec<Rec>> {
 }
 
 pub(crate) fn load(db: &Db, id: EventId) -> Res<Option<Rec>> {
-    Ok(recs(db, select_ev!("WHERE e.id = ?"), params![id.0])?.pop())
+    // `c.id` as well: DuckDB skips `event_content`'s row groups by an `id`
+    // range, never by the `rowid` the join asks for.
+    Ok(recs(
+        db,
+        select_ev!("WHERE e.id = ?1 AND c.id = ?1"),
+        params![id.0],
+    )?
+    .pop())
 }
 
 fn embedding_blob(e: &Embedding) -> Vec<u8> {
@@ -1555,25 +1562,30 @@ fn complete_with(
     tail: &Tail,
     heads: Vec<(i64, Head)>,
 ) -> Res<Vec<Rec>> {
-    let mut rows: Vec<i64> = heads
+    let mut rows: Vec<(i64, u64)> = heads
         .iter()
-        .map(|(r, _)| *r)
-        .filter(|&r| tail.get(r).is_none())
+        .map(|(r, h)| (*r, h.id))
+        .filter(|&(r, _)| tail.get(r).is_none())
         .collect();
     rows.sort_unstable();
-    rows.dedup();
+    rows.dedup_by_key(|&mut (r, _)| r);
     let mut bodies: HashMap<i64, Body> = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(LOAD_CHUNK) {
+        // The chunk's `id` range too: DuckDB skips the row groups outside
+        // it (ids follow the storage order), but tests a `rowid` filter in
+        // every row group. A row's two ids agree, so the range drops none.
+        let lo = chunk.iter().map(|&(_, id)| id).min();
+        let hi = chunk.iter().map(|&(_, id)| id).max();
         let mut stmt = prepare(
             c,
             concat!(
                 "SELECT q.r, ",
                 body_cols!(),
                 " FROM (SELECT unnest(string_split(?, ','))::BIGINT AS r) q \
-                 JOIN event_content c ON c.rowid = q.r"
+                 JOIN event_content c ON c.rowid = q.r WHERE c.id BETWEEN ? AND ?"
             ),
         )?;
-        let mut found = stmt.query([number_list(chunk)])?;
+        let mut found = stmt.query(params![number_list(chunk.iter().map(|&(r, _)| r)), lo, hi])?;
         while let Some(row) = found.next()? {
             bodies.insert(row.get(0)?, Body::read(row, 1)?);
         }
@@ -1613,9 +1625,10 @@ fn load_ids_with(c: &Connection, dids: &Dids, tail: &Tail, ids: &[EventId]) -> R
                 "SELECT e.rowid, ",
                 head_cols!(),
                 " FROM events e \
-                 WHERE e.id IN (SELECT unnest(string_split(?, ','))::UBIGINT)"
+                 WHERE e.id BETWEEN ? AND ? \
+                 AND e.id IN (SELECT unnest(string_split(?, ','))::UBIGINT)"
             ),
-            [number_list(chunk)],
+            params![chunk.first(), chunk.last(), number_list(chunk)],
         )?);
     }
     let mut by_id: HashMap<EventId, Rec> = complete_with(c, dids, tail, found)?
