@@ -328,7 +328,55 @@ async fn check_all<S: EventStore + 'static>(
     }
     drop(stream);
     same("export()".into(), &o.events, &exported)?;
+    check_log(s, &exported).await?;
     check_search(fs, o, sc).await
+}
+
+/// The arrival log holds every stored event once, in `export`'s order,
+/// numbered upwards to `log_head`; a page of it is the part numbered
+/// above its `after`, cut at its `limit`.
+async fn check_log<S: EventStore>(s: &S, exported: &[FeedEvent]) -> Result<(), String> {
+    let head = s.log_head().await.map_err(err("log_head"))?;
+    let all = s.log(0, exported.len() + 1).await.map_err(err("log"))?;
+    let events: Vec<&FeedEvent> = all.iter().map(|(_, e)| e).collect();
+    same(
+        "log(0, all) against export()".into(),
+        exported.iter().collect::<Vec<_>>(),
+        events,
+    )?;
+    let numbers: Vec<u64> = all.iter().map(|&(n, _)| n).collect();
+    if numbers.first().is_some_and(|&n| n == 0) || numbers.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("log numbers are not 1.. ascending: {numbers:?}"));
+    }
+    same(
+        "log_head() against the last log number".into(),
+        numbers.last().copied().unwrap_or(0),
+        head,
+    )?;
+    let len = numbers.len();
+    for cut in [0, 1, len / 2, len.saturating_sub(1), len] {
+        let cut = cut.min(len);
+        let after = if cut == 0 { 0 } else { numbers[cut - 1] };
+        for limit in [1, 7, len + 1] {
+            let want: Vec<u64> = numbers[cut..].iter().copied().take(limit).collect();
+            let got: Vec<u64> = s
+                .log(after, limit)
+                .await
+                .map_err(err("log"))?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            same(format!("log({after}, {limit}) numbers"), want, got)?;
+        }
+    }
+    for after in [head, head.saturating_add(10), u64::MAX] {
+        same(
+            format!("log({after}, 5) past the head"),
+            0,
+            s.log(after, 5).await.map_err(err("log"))?.len(),
+        )?;
+    }
+    Ok(())
 }
 
 async fn check_search<S: EventStore + 'static>(

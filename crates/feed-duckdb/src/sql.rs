@@ -2271,15 +2271,71 @@ pub(crate) fn stats(db: &Db, file: &Path) -> Res<StoreStats> {
     Ok(s)
 }
 
+/// The stored events numbered `after + 1 ..= after + n` (fewer at the
+/// end), with their arrival numbers. Arrival numbers are dense (rows are
+/// never deleted), so a page is a `seq` range: a statement per table that
+/// DuckDB prunes by row group. The query this replaced, `seq > ? ORDER BY
+/// seq LIMIT ?` joined to `event_content` by `rowid`, sorted every later
+/// row and read the content column in every row group for each page, so
+/// an export took time quadratic in the store's size.
 pub(crate) fn export_page(db: &Db, after: i64, n: usize) -> Res<Vec<(i64, FeedEvent)>> {
-    Ok(recs(
-        db,
-        select_ev!("WHERE e.seq > ? ORDER BY e.seq LIMIT ?"),
-        params![after, limit_param(n)],
-    )?
-    .into_iter()
-    .map(|r| (r.seq, r.ev))
-    .collect())
+    let stored = db.next_seq - 1;
+    // Row `r` holds arrival number `r + 1`.
+    let start = after.clamp(0, stored);
+    let end = start
+        .saturating_add(i64::try_from(n).unwrap_or(i64::MAX))
+        .min(stored);
+    rows_between(&db.conn, start, end)?
+        .into_iter()
+        .map(|(h, b)| {
+            let r = assemble(h, b, &db.dids)?;
+            Ok((r.seq, r.ev))
+        })
+        .collect()
+}
+
+/// Rows `start..end` (by `rowid`, which is `seq - 1`: checked at open) of
+/// `events` and `event_content`, in order, each pair checked to be the
+/// same event. `events` is read by `seq`, which DuckDB prunes by row
+/// group; `event_content` has only its `rowid`.
+fn rows_between(c: &Connection, start: i64, end: i64) -> Res<Vec<(Head, Body)>> {
+    let out_of_step = || corrupt("event_content is out of step with events");
+    if end <= start {
+        return Ok(Vec::new());
+    }
+    let mut heads = prepare(
+        c,
+        concat!(
+            "SELECT e.rowid, ",
+            head_cols!(),
+            " FROM events e WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq"
+        ),
+    )?;
+    let mut bodies = prepare(
+        c,
+        concat!(
+            "SELECT c.rowid, ",
+            body_cols!(),
+            " FROM event_content c WHERE c.rowid >= ? AND c.rowid < ? ORDER BY c.rowid"
+        ),
+    )?;
+    let mut h = heads.query([start, end])?;
+    let mut b = bodies.query([start, end])?;
+    let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
+    let mut row = start;
+    while let (Some(hr), Some(br)) = (h.next()?, b.next()?) {
+        let (hrow, brow): (i64, i64) = (hr.get(0)?, br.get(0)?);
+        let (head, body) = (Head::read(hr, 1)?, Body::read(br, 1)?);
+        if hrow != row || brow != row || head.id != body.id {
+            return Err(out_of_step());
+        }
+        out.push((head, body));
+        row += 1;
+    }
+    if row != end || h.next()?.is_some() || b.next()?.is_some() {
+        return Err(out_of_step());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use duckdb::Connection;
 use feed_core::EventType;
 
-use super::{corrupt, Body, Head, Res};
+use super::{rows_between, Body, Head, Res};
 
 fn is_post(kind: u8) -> bool {
     kind == EventType::Post.code()
@@ -102,39 +102,12 @@ impl Tail {
         if cap == 0 {
             return Ok(Tail::new(0, rows, UNKNOWN));
         }
-        // `events` by `seq` (`rowid + 1`, checked at open), which DuckDB
-        // prunes by row group; `event_content` has only its `rowid`.
-        let mut heads = c.prepare(concat!(
-            "SELECT e.rowid, ",
-            head_cols!(),
-            " FROM events e WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq"
-        ))?;
-        let mut bodies = c.prepare(concat!(
-            "SELECT c.rowid, ",
-            body_cols!(),
-            " FROM event_content c WHERE c.rowid >= ? AND c.rowid < ? ORDER BY c.rowid"
-        ))?;
         let mut chunks = Vec::new();
         let (mut end, mut bytes) = (rows, 0);
         while end > 0 && bytes < cap {
             let start = (end - CHUNK).max(0);
-            let mut chunk = Vec::new();
-            let mut h = heads.query([start, end])?;
-            let mut b = bodies.query([start, end])?;
-            let mut row = start;
-            while let (Some(hr), Some(br)) = (h.next()?, b.next()?) {
-                let (hrow, brow): (i64, i64) = (hr.get(0)?, br.get(0)?);
-                let (head, body) = (Head::read(hr, 1)?, Body::read(br, 1)?);
-                if hrow != row || brow != row || head.id != body.id {
-                    return Err(corrupt("event_content is out of step with events"));
-                }
-                bytes += row_size(&head, &body);
-                chunk.push((head, body));
-                row += 1;
-            }
-            if row != end || h.next()?.is_some() || b.next()?.is_some() {
-                return Err(corrupt("event_content is out of step with events"));
-            }
+            let chunk = rows_between(c, start, end)?;
+            bytes += chunk.iter().map(|(h, b)| row_size(h, b)).sum::<usize>();
             chunks.push((start, chunk));
             end = start;
         }
