@@ -11,9 +11,9 @@ use feed_core::validate::{
     append_with, apply_edit, delete_applies, filter_matches, now_ns, Admit, TargetRef,
 };
 use feed_core::{
-    AppendStatus, Bucket, BucketWidth, ContentHash, Counts, Cursor, Did, Embedding, Entry, EventId,
-    EventType, EventView, FeedEvent, Filter, StoreError, StoreStats, Thread, ThreadNode,
-    EMBEDDING_DIM,
+    query_tag, AppendStatus, Bucket, BucketWidth, ContentHash, Counts, Cursor, Did, Embedding,
+    Entry, EventId, EventType, EventView, FeedEvent, Filter, StoreError, StoreStats, Thread,
+    ThreadNode, EMBEDDING_DIM,
 };
 
 /// Errors inside the SQLite worker.
@@ -845,12 +845,39 @@ pub(crate) fn follows(c: &Connection, did: &Did, following: bool) -> Res<Vec<Did
     Ok(out)
 }
 
-/// Live events matching `f`, newest first, at most `limit`.
+/// The first `limit` rows of `stmt` (run with `p`) that match `f`, into
+/// `out`.
+fn take_matching(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    p: impl rusqlite::Params,
+    f: &Filter,
+    limit: usize,
+    out: &mut Vec<Rec>,
+) -> Res<()> {
+    let mut rows = stmt.query(p)?;
+    let mut taken = 0;
+    while taken < limit {
+        let Some(row) = rows.next()? else { break };
+        let r = rec(row)?;
+        if filter_matches(f, &r.ev) {
+            out.push(r);
+            taken += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Live events matching `f`, newest first, at most `limit`. Candidates
+/// come from one index, chosen by the first field the filter has among
+/// `ids`, `authors`, `parents`, `tags` and `mentions` (every match is in
+/// that index), and are checked against the whole filter; a filter with
+/// none of them scans `ev_time` newest first.
 fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
     let mut out = Vec::new();
     if limit == 0 {
         return Ok(out);
     }
+    let (since, until) = (f.since.unwrap_or(i64::MIN), f.until.unwrap_or(i64::MAX));
     let mut candidates = Vec::new();
     if let Some(ids) = &f.ids {
         for id in ids {
@@ -867,24 +894,60 @@ fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
         for a in authors {
             let Some(n) = did_lookup(c, a)? else { continue };
             for t in types {
-                let mut rows = stmt.query(params![
-                    n,
-                    t.code(),
-                    f.since.unwrap_or(i64::MIN),
-                    f.until.unwrap_or(i64::MAX)
-                ])?;
-                let mut taken = 0;
-                while let Some(row) = rows.next()? {
-                    let r = rec(row)?;
-                    if filter_matches(f, &r.ev) {
-                        candidates.push(r);
-                        taken += 1;
-                        if taken == limit {
-                            break;
-                        }
-                    }
-                }
+                take_matching(
+                    &mut stmt,
+                    params![n, t.code(), since, until],
+                    f,
+                    limit,
+                    &mut candidates,
+                )?;
             }
+        }
+    } else if let Some(parents) = &f.parents {
+        // `ev_parent`: each parent's children.
+        let mut stmt = c.prepare_cached(select_ev!("WHERE ev.parent = ?1 AND ev.deleted = 0"))?;
+        for p in parents {
+            let mut rows = stmt.query(params![key(*p)])?;
+            while let Some(row) = rows.next()? {
+                candidates.push(rec(row)?);
+            }
+        }
+    } else if let Some(tags) = &f.tags {
+        // `tag_index` (every live post, mention and hashtag event by each
+        // of its tags), newest first, `limit` matches from each tag.
+        let mut stmt = c.prepare_cached(select_ev!(
+            "JOIN tag_index ti ON ti.id = ev.id WHERE ti.tag = ?1 AND ev.deleted = 0 \
+             AND ti.ts >= ?2 AND ti.ts <= ?3 ORDER BY ti.ts DESC, ti.id DESC"
+        ))?;
+        for t in tags {
+            let Some(n) = tag_lookup(c, &query_tag(t))? else {
+                continue;
+            };
+            take_matching(
+                &mut stmt,
+                params![n, since, until],
+                f,
+                limit,
+                &mut candidates,
+            )?;
+        }
+    } else if let Some(mentions) = &f.mentions {
+        // `mention_index`, the same way.
+        let mut stmt = c.prepare_cached(select_ev!(
+            "JOIN mention_index mi ON mi.id = ev.id WHERE mi.did = ?1 AND ev.deleted = 0 \
+             AND mi.ts >= ?2 AND mi.ts <= ?3 ORDER BY mi.ts DESC, mi.id DESC"
+        ))?;
+        for d in mentions {
+            let Some(n) = did_lookup(c, d)? else {
+                continue;
+            };
+            take_matching(
+                &mut stmt,
+                params![n, since, until],
+                f,
+                limit,
+                &mut candidates,
+            )?;
         }
     } else {
         for_each_live(c, f, |r| {
