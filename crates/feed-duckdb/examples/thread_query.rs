@@ -46,6 +46,11 @@ fn time(
     Ok(())
 }
 
+/// How many rows `sql` gives with `p`.
+fn rows(c: &Connection, sql: &str, p: impl duckdb::Params) -> duckdb::Result<usize> {
+    Ok(c.prepare_cached(sql)?.query_map(p, |_| Ok(()))?.count())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let path = std::env::args()
         .nth(1)
@@ -87,52 +92,46 @@ fn main() -> Result<(), Box<dyn Error>> {
             let sql = group_query!(
                 "WHERE e.kind = 0 AND e.root = (SELECT root FROM events WHERE id = ? AND kind = 0)"
             );
-            Ok(c.prepare_cached(sql)?
-                .query_map([ids[i]], |r| r.get::<_, i64>(0))?
-                .count())
+            rows(&c, sql, [ids[i]])
         })?;
         time("group by seq span and root", n, |i| {
             let (g, lo, hi, ..) = &groups[i];
             let sql = group_query!("WHERE e.seq >= ? AND e.seq <= ? AND e.kind = 0 AND e.root = ?");
-            Ok(c.prepare_cached(sql)?
-                .query_map(params![lo, hi, g], |r| r.get::<_, i64>(0))?
-                .count())
+            rows(&c, sql, params![lo, hi, g])
         })?;
         time("content rows by rowid", n, |i| {
-            Ok(c.prepare_cached(
+            rows(
+                &c,
                 "SELECT q.r, c.id, c.content, c.tags, c.mentions, c.embedding \
                  FROM (SELECT unnest(string_split(?, ','))::BIGINT AS r) q \
                  JOIN event_content c ON c.rowid = q.r",
-            )?
-            .query_map([&groups[i].3], |r| r.get::<_, i64>(0))?
-            .count())
+                [&groups[i].3],
+            )
         })?;
         time("get: events and content", n, |i| {
-            Ok(c.prepare_cached(
+            rows(
+                &c,
                 "SELECT e.id, c.content FROM events e JOIN event_content c ON c.rowid = e.rowid \
                  WHERE e.id = ?1",
-            )?
-            .query_map(params![ids[i]], |r| r.get::<_, u64>(0))?
-            .count())
+                params![ids[i]],
+            )
         })?;
         time("get: and c.id", n, |i| {
-            Ok(c.prepare_cached(
+            rows(
+                &c,
                 "SELECT e.id, c.content FROM events e JOIN event_content c ON c.rowid = e.rowid \
                  WHERE e.id = ?1 AND c.id = ?1",
-            )?
-            .query_map(params![ids[i]], |r| r.get::<_, u64>(0))?
-            .count())
+                params![ids[i]],
+            )
         })?;
         time("content rows by rowid, id range", n, |i| {
-            Ok(c.prepare_cached(
+            rows(
+                &c,
                 "SELECT q.r, c.id, c.content, c.tags, c.mentions, c.embedding \
                  FROM (SELECT unnest(string_split(?, ','))::BIGINT AS r) q \
                  JOIN event_content c ON c.rowid = q.r WHERE c.id BETWEEN ? AND ?",
-            )?
-            .query_map(params![&groups[i].3, groups[i].4, groups[i].5], |r| {
-                r.get::<_, i64>(0)
-            })?
-            .count())
+                params![&groups[i].3, groups[i].4, groups[i].5],
+            )
         })?;
     }
     Ok(())

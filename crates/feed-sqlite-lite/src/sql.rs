@@ -912,35 +912,33 @@ fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
                 candidates.push(rec(row)?);
             }
         }
-    } else if let Some(tags) = &f.tags {
-        // `tag_index` (every live post, mention and hashtag event by each
-        // of its tags), newest first, `limit` matches from each tag.
-        let mut stmt = c.prepare_cached(select_ev!(
-            "JOIN tag_index ti ON ti.id = ev.id WHERE ti.tag = ?1 AND ev.deleted = 0 \
-             AND ti.ts >= ?2 AND ti.ts <= ?3 ORDER BY ti.ts DESC, ti.id DESC"
-        ))?;
-        for t in tags {
-            let Some(n) = tag_lookup(c, &query_tag(t))? else {
-                continue;
-            };
-            take_matching(
-                &mut stmt,
-                params![n, since, until],
-                f,
-                limit,
-                &mut candidates,
-            )?;
-        }
-    } else if let Some(mentions) = &f.mentions {
-        // `mention_index`, the same way.
-        let mut stmt = c.prepare_cached(select_ev!(
-            "JOIN mention_index mi ON mi.id = ev.id WHERE mi.did = ?1 AND ev.deleted = 0 \
-             AND mi.ts >= ?2 AND mi.ts <= ?3 ORDER BY mi.ts DESC, mi.id DESC"
-        ))?;
-        for d in mentions {
-            let Some(n) = did_lookup(c, d)? else {
-                continue;
-            };
+    } else if f.tags.is_some() || f.mentions.is_some() {
+        // `tag_index` or `mention_index` (every live post, mention and
+        // hashtag event by each of its tags, or mentioned DIDs), newest
+        // first, `limit` matches from each tag or DID.
+        let (sql, numbers) = match (&f.tags, &f.mentions) {
+            (Some(tags), _) => (
+                select_ev!(
+                    "JOIN tag_index ti ON ti.id = ev.id WHERE ti.tag = ?1 AND ev.deleted = 0 \
+                     AND ti.ts >= ?2 AND ti.ts <= ?3 ORDER BY ti.ts DESC, ti.id DESC"
+                ),
+                tags.iter()
+                    .map(|t| tag_lookup(c, &query_tag(t)))
+                    .collect::<Res<Vec<_>>>()?,
+            ),
+            (None, dids) => (
+                select_ev!(
+                    "JOIN mention_index mi ON mi.id = ev.id WHERE mi.did = ?1 AND ev.deleted = 0 \
+                     AND mi.ts >= ?2 AND mi.ts <= ?3 ORDER BY mi.ts DESC, mi.id DESC"
+                ),
+                dids.iter()
+                    .flatten()
+                    .map(|d| did_lookup(c, d))
+                    .collect::<Res<Vec<_>>>()?,
+            ),
+        };
+        let mut stmt = c.prepare_cached(sql)?;
+        for n in numbers.into_iter().flatten() {
             take_matching(
                 &mut stmt,
                 params![n, since, until],
