@@ -2206,7 +2206,9 @@ fn matching(db: &Db, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
     let mut out = Vec::with_capacity(order.len());
     for chunk in order.chunks(LOAD_CHUNK) {
         // By `rowid`, within the chunk's `id` range (which DuckDB prunes
-        // by row group), then back into the listed order.
+        // by row group), then back into the listed order. Not through
+        // `load_ids`: its semi-join on `id` made `query '{}'` at 1M events
+        // 31.4 / 32.8 s against 26.4 / 27.4 s this way (same output).
         let lo = chunk.iter().map(|&(_, id)| id).min();
         let hi = chunk.iter().map(|&(_, id)| id).max();
         let mut found: HashMap<i64, Head> = heads(
