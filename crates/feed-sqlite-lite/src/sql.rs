@@ -962,14 +962,19 @@ fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
 }
 
 /// Streams live events matching `f` newest first (in `since..=until`) to
-/// `visit` until it returns false; nothing is collected.
+/// `visit` until it returns false; nothing is collected. The types are
+/// checked in `ev_time` (a bit mask of type codes), before a row is read.
 fn for_each_live(c: &Connection, f: &Filter, mut visit: impl FnMut(Rec) -> Res<bool>) -> Res<()> {
     let mut stmt = c.prepare_cached(select_ev!(
-        "WHERE ev.deleted = 0 AND ev.ts >= ?1 AND ev.ts <= ?2 ORDER BY ev.ts DESC, ev.id DESC"
+        "WHERE ev.deleted = 0 AND ev.ts >= ?1 AND ev.ts <= ?2 AND ((1 << ev.kind) & ?3) <> 0 \
+         ORDER BY ev.ts DESC, ev.id DESC"
     ))?;
+    let types: &[EventType] = f.types.as_deref().unwrap_or(&EventType::ALL);
+    let mask = types.iter().fold(0i64, |m, t| m | 1 << t.code());
     let mut rows = stmt.query(params![
         f.since.unwrap_or(i64::MIN),
-        f.until.unwrap_or(i64::MAX)
+        f.until.unwrap_or(i64::MAX),
+        mask
     ])?;
     while let Some(row) = rows.next()? {
         let r = rec(row)?;
