@@ -290,15 +290,18 @@ async fn warn_if_lagging(st: &store::Store) -> Result<(), feed_core::StoreError>
     Ok(())
 }
 
+/// Events per page of `feed query`'s output.
+const QUERY_PAGE: usize = 256;
+
 async fn run(cli: Cli) -> Result<u8, Failure> {
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    // Not the locked handle: `query` writes from inside a `Send` closure.
+    let mut out = BufWriter::new(std::io::stdout());
     let code = dispatch(&cli, &mut out).await?;
     out.flush().map_err(other)?;
     Ok(code)
 }
 
-async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
+async fn dispatch(cli: &Cli, out: &mut (impl Write + Send)) -> Result<u8, Failure> {
     macro_rules! line {
         ($($arg:tt)*) => { writeln!(out, $($arg)*).map_err(other)? };
     }
@@ -373,7 +376,27 @@ async fn dispatch(cli: &Cli, out: &mut impl Write) -> Result<u8, Failure> {
             limit,
             before,
         } => Some(ev.mentions(&did(d)?, *limit, cursor(before)?).await),
-        Cmd::Query { filter } => Some(ev.query(&parse_filter(filter).map_err(usage)?).await),
+        Cmd::Query { filter } => {
+            // A page at a time, so an unlimited query over a large store
+            // holds one page of events, not the whole answer.
+            let filter = parse_filter(filter).map_err(usage)?;
+            let mut failed = None;
+            ev.query_pages(&filter, QUERY_PAGE, &mut |page| {
+                for v in &page {
+                    if let Err(e) = writeln!(out, "{}", view_line(v, Extras::default())) {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+                true
+            })
+            .await
+            .map_err(se)?;
+            return match failed {
+                Some(e) => Err(other(e)),
+                None => Ok(0),
+            };
+        }
         _ => None,
     };
     if let Some(views) = listing {

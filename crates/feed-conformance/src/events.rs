@@ -8,7 +8,7 @@ use futures::StreamExt;
 use feed_core::validate::now_ns;
 use feed_core::{
     AppendStatus, Cursor, Did, Entry, ErrorCode, EventId, EventStore, EventType, EventView,
-    FeedEvent, FeedStore, MemoryVectorIndex, SearchQuery, StoreError, VectorFilter,
+    FeedEvent, FeedStore, Filter, MemoryVectorIndex, SearchQuery, StoreError, VectorFilter,
 };
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRng, TestRunner};
 
@@ -305,6 +305,7 @@ async fn check_all<S: EventStore + 'static>(
             o.query(&f),
             s.query(&f).await.map_err(err("query"))?,
         )?;
+        check_query_pages(s, o, &f).await?;
         let got: Vec<(i64, EventType, u64)> = s
             .buckets(&f, g.width)
             .await
@@ -330,6 +331,46 @@ async fn check_all<S: EventStore + 'static>(
     same("export()".into(), &o.events, &exported)?;
     check_log(s, &exported).await?;
     check_search(fs, o, sc).await
+}
+
+/// `query_pages` hands out `query`'s answer in order, whatever the page
+/// size (pages of 1 and 2 cut through runs of equal `ts`), no page larger
+/// than asked, and stops after the page whose `visit` says so.
+async fn check_query_pages<S: EventStore>(s: &S, o: &Oracle, f: &Filter) -> Result<(), String> {
+    let want = o.query(f);
+    for page in [1, 2, 5] {
+        let mut pages: Vec<Vec<EventView>> = Vec::new();
+        s.query_pages(f, page, &mut |p| {
+            pages.push(p);
+            true
+        })
+        .await
+        .map_err(err("query_pages"))?;
+        if let Some(big) = pages.iter().find(|p| p.len() > page || p.is_empty()) {
+            return Err(format!(
+                "query_pages({f:?}, {page}): a page of {} events",
+                big.len()
+            ));
+        }
+        same(
+            format!("query_pages({f:?}, {page})"),
+            &want,
+            &pages.concat(),
+        )?;
+        let mut first = Vec::new();
+        s.query_pages(f, page, &mut |p| {
+            first.extend(p);
+            false
+        })
+        .await
+        .map_err(err("query_pages"))?;
+        same(
+            format!("query_pages({f:?}, {page}) stopped after one page"),
+            &want[..want.len().min(page)],
+            &first[..],
+        )?;
+    }
+    Ok(())
 }
 
 /// The arrival log holds every stored event once, in `export`'s order,
@@ -459,6 +500,95 @@ fn post(id: u64, parent: Option<u64>) -> FeedEvent {
     e
 }
 
+/// `query_pages` over a store larger than one load of any backend: 3,000
+/// posts by three authors in runs of seven sharing a `ts`, every tenth
+/// deleted, every thirteenth edited. Every page size hands out `query`'s
+/// answer, which holds the 2,700 live posts, the 207 edited ones with
+/// their new content.
+async fn long_query_pages<F: StoreFactory>(factory: &F) -> Result<(), String> {
+    let s = factory.create().await.map_err(err("create"))?;
+    let at = |id: u64| gen::BASE_TS + (id / 7) as i64;
+    let mut evs: Vec<FeedEvent> = (1..=3_000u64)
+        .map(|i| FeedEvent {
+            author: did((i % 3) as u8),
+            ts: at(i),
+            ..post(i, None)
+        })
+        .collect();
+    for i in (13..=3_000u64).step_by(13) {
+        let mut e = FeedEvent::new(
+            EventId(10_000 + i),
+            EventType::Edit,
+            did((i % 3) as u8),
+            at(i) + 1,
+            "edited",
+        );
+        e.parent = Some(EventId(i));
+        evs.push(e);
+    }
+    for i in (10..=3_000u64).step_by(10) {
+        let mut e = FeedEvent::new(
+            EventId(20_000 + i),
+            EventType::Delete,
+            did((i % 3) as u8),
+            at(i) + 2,
+            "",
+        );
+        e.parent = Some(EventId(i));
+        evs.push(e);
+    }
+    append_all(&s, evs).await?;
+    let posts = Filter {
+        types: Some(vec![EventType::Post]),
+        ..Filter::default()
+    };
+    let want = s.query(&posts).await.map_err(err("query"))?;
+    let edited = want.iter().filter(|v| v.event.content.as_deref() == Some("edited")).count();
+    let want_edited = (1..=3_000).filter(|i| i % 13 == 0 && i % 10 != 0).count();
+    if want.len() != 2_700 || edited != want_edited {
+        return Err(format!(
+            "3,000 posts: query gave {} live posts, {edited} edited; want 2,700 and {want_edited}",
+            want.len()
+        ));
+    }
+    let filters = [
+        Filter::default(),
+        posts,
+        Filter {
+            authors: Some(vec![did(1)]),
+            ..Filter::default()
+        },
+        Filter {
+            until: Some(at(2_000)),
+            limit: Some(1_500),
+            ..Filter::default()
+        },
+    ];
+    for f in &filters {
+        let want = s.query(f).await.map_err(err("query"))?;
+        for page in [1, 7, 300, 1_000, 5_000] {
+            let mut got: Vec<EventView> = Vec::new();
+            let mut biggest = 0;
+            s.query_pages(f, page, &mut |p| {
+                biggest = biggest.max(p.len());
+                got.extend(p);
+                true
+            })
+            .await
+            .map_err(err("query_pages"))?;
+            if biggest > page {
+                return Err(format!("query_pages({f:?}, {page}): a page of {biggest}"));
+            }
+            same(
+                format!("query_pages({f:?}, {page}) of 3,000 posts"),
+                &want,
+                &got,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 async fn append_all<S: EventStore>(s: &S, events: Vec<FeedEvent>) -> Result<(), String> {
     for chunk in events.chunks(1_000) {
         let st = s.append(chunk.to_vec()).await.map_err(err("append"))?;
@@ -511,6 +641,7 @@ async fn fixed_scenarios<F: StoreFactory>(factory: &F) -> Result<(), String> {
     if c.map(|c| (c.replies, c.thread_size)) != Some((1, 10_049)) {
         return Err(format!("10,050-deep chain: counts {c:?}"));
     }
+    long_query_pages(factory).await?;
     // Parent cycles of 2, 3, 10, 100 and 1,000 posts in one store, every
     // post arriving before its parent (post k's parent is k + 1, the last
     // one's is the first): a thread from any member holds the whole cycle

@@ -172,6 +172,70 @@ pub trait EventStore: Send + Sync {
     /// Live events matching `filter`, newest first, at most `filter.limit`.
     async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError>;
 
+    /// `query(filter)` a page at a time: hands `visit` the same events in
+    /// the same order, in pages of about `page` (at least 1), and stops
+    /// early when `visit` returns false. Only one page is held at a time,
+    /// so an unlimited query over a large store fits a small device.
+    ///
+    /// The default pages through `query` itself: each page asks for the
+    /// events at or before the last one handed out (`until` its `ts`) and
+    /// drops those not strictly before it by `(ts, id)`, asking for as
+    /// many more as were already handed out at that `ts`. Appends made
+    /// between pages may or may not be seen, but no event is handed out
+    /// twice.
+    async fn query_pages(
+        &self,
+        filter: &Filter,
+        page: usize,
+        visit: &mut (dyn FnMut(Vec<EventView>) -> bool + Send),
+    ) -> Result<(), StoreError> {
+        let page = page.max(1);
+        let mut left = filter.limit.unwrap_or(usize::MAX);
+        // The last event handed out, and how many handed out share its `ts`.
+        let mut last: Option<Cursor> = None;
+        let mut at_last_ts = 0usize;
+        while left > 0 {
+            let asked = left.min(page).saturating_add(at_last_ts);
+            let mut f = filter.clone();
+            if let Some(c) = last {
+                f.until = Some(c.ts);
+            }
+            f.limit = Some(asked);
+            let rows = self.query(&f).await?;
+            let full = rows.len() >= asked;
+            let fresh: Vec<EventView> = rows
+                .into_iter()
+                .filter(|v| last.is_none_or(|c| v.event.cursor() < c))
+                .take(left)
+                .collect();
+            let Some(newest_last) = fresh.last().map(|v| v.event.cursor()) else {
+                if !full {
+                    break;
+                }
+                // Only events already handed out came back (events appended
+                // meanwhile at the same `ts` push them down): ask for more.
+                at_last_ts = at_last_ts.saturating_add(page);
+                continue;
+            };
+            let same_ts = fresh
+                .iter()
+                .rev()
+                .take_while(|v| v.event.ts == newest_last.ts)
+                .count();
+            at_last_ts = if last.is_some_and(|c| c.ts == newest_last.ts) {
+                at_last_ts + same_ts
+            } else {
+                same_ts
+            };
+            last = Some(newest_last);
+            left -= fresh.len();
+            if !visit(fresh) || !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Live events matching `filter` (its `limit` ignored) counted per type
     /// per bucket; sorted by `(start, type)`, zero counts left out.
     async fn buckets(&self, filter: &Filter, width: BucketWidth)
@@ -413,6 +477,14 @@ macro_rules! forward_event_store {
             }
             async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
                 (**self).query(filter).await
+            }
+            async fn query_pages(
+                &self,
+                filter: &Filter,
+                page: usize,
+                visit: &mut (dyn FnMut(Vec<EventView>) -> bool + Send),
+            ) -> Result<(), StoreError> {
+                (**self).query_pages(filter, page, visit).await
             }
             async fn buckets(
                 &self,

@@ -56,6 +56,25 @@ impl Default for DuckConfig {
 /// The file inside a store directory.
 pub const DB_FILE: &str = db_file!();
 
+/// Rows `query_pages` loads at a time from a long listing.
+const QUERY_LOAD: usize = 1024;
+
+/// Hands `views` to `visit` in pages of `page`, in order; false when
+/// `visit` asked to stop.
+fn hand_out(
+    views: Vec<EventView>,
+    page: usize,
+    visit: &mut (dyn FnMut(Vec<EventView>) -> bool + Send),
+) -> bool {
+    let mut rest = views.into_iter().peekable();
+    while rest.peek().is_some() {
+        if !visit(rest.by_ref().take(page).collect()) {
+            return false;
+        }
+    }
+    true
+}
+
 /// An [`EventStore`] on DuckDB.
 pub struct DuckEventStore {
     worker: Worker<sql::Db>,
@@ -186,6 +205,56 @@ impl EventStore for DuckEventStore {
     async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
         let f = filter.clone();
         self.worker.run(move |i| sql::query(i, &f)).await
+    }
+
+    /// One listing of every match's `rowid` and `id` (16 bytes each), then
+    /// whole rows a page at a time; the default's query per page rescans
+    /// the column below its cursor each time (`query '{}'` at 1M events:
+    /// 85 s that way).
+    async fn query_pages(
+        &self,
+        filter: &Filter,
+        page: usize,
+        visit: &mut (dyn FnMut(Vec<EventView>) -> bool + Send),
+    ) -> Result<(), StoreError> {
+        let page = page.max(1);
+        let f = filter.clone();
+        let limit = f.limit.unwrap_or(usize::MAX);
+        let listed = self
+            .worker
+            .run(move |i| match sql::list_matches(i, &f, limit)? {
+                sql::Listing::Done(rs) => sql::views(i, rs).map(Ok),
+                sql::Listing::Order(order) => Ok(Err(order)),
+            })
+            .await?;
+        match listed {
+            Ok(views) => {
+                hand_out(views, page, visit);
+            }
+            Err(order) => {
+                // Loaded `QUERY_LOAD` rows at a time (each load is a few
+                // statements, whatever its size), handed out by `page`.
+                let order = std::sync::Arc::new(order);
+                let step = page.max(QUERY_LOAD);
+                let mut at = 0;
+                while at < order.len() {
+                    let (o, from) = (order.clone(), at);
+                    let to = at.saturating_add(step).min(order.len());
+                    let views = self
+                        .worker
+                        .run(move |i| {
+                            let rs = sql::load_listed(i, &o[from..to])?;
+                            sql::views(i, rs)
+                        })
+                        .await?;
+                    at = to;
+                    if !hand_out(views, page, visit) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn buckets(

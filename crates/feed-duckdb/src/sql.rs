@@ -1678,7 +1678,8 @@ fn apply_edits(posts: Vec<Rec>, has: &[bool], edits: Vec<Rec>) -> Res<Vec<EventV
 
 /// The views of stored events: each post with the edit in effect (found
 /// in memory, its rows loaded by `rowid`).
-fn views(db: &Db, rs: Vec<Rec>) -> Res<Vec<EventView>> {
+/// Views of live rows, with the edits in effect applied.
+pub(crate) fn views(db: &Db, rs: Vec<Rec>) -> Res<Vec<EventView>> {
     let (has, wanted) = db.edits.in_effect(
         rs.iter()
             .map(|r| (r.ev.kind.code(), r.ev.id.0, r.author_n, r.edited)),
@@ -2163,8 +2164,32 @@ fn filter_sql(db: &Db, f: &Filter) -> Option<(String, Vec<Value>)> {
 /// time, so DuckDB never sorts content (a sort of every row with its
 /// content ran out of the 96 MiB `memory_limit` at 1M events).
 fn matching(db: &Db, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
+    match list_matches(db, f, limit)? {
+        Listing::Done(out) => Ok(out),
+        Listing::Order(order) => {
+            let mut out = Vec::with_capacity(order.len());
+            for chunk in order.chunks(LOAD_CHUNK) {
+                out.extend(load_listed(db, chunk)?);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// What [`list_matches`] found: the rows themselves, or the `(rowid, id)` of
+/// each, newest first, to be loaded a chunk at a time by [`load_listed`].
+pub(crate) enum Listing {
+    /// Complete rows (an id list, or a listing of at most [`LOAD_CHUNK`]).
+    Done(Vec<Rec>),
+    /// Every match's `rowid` and `id`, in the answer's order.
+    Order(Vec<(i64, u64)>),
+}
+
+/// The live events matching `f`, newest first, at most `limit` (see
+/// [`matching`]).
+pub(crate) fn list_matches(db: &Db, f: &Filter, limit: usize) -> Res<Listing> {
     if limit == 0 {
-        return Ok(Vec::new());
+        return Ok(Listing::Done(Vec::new()));
     }
     if let Some(ids) = &f.ids {
         // A list of ids: their rows by id, filtered here.
@@ -2173,10 +2198,10 @@ fn matching(db: &Db, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
         out.sort_by_key(|r| std::cmp::Reverse(r.ev.cursor()));
         out.dedup_by_key(|r| r.seq);
         out.truncate(limit);
-        return Ok(out);
+        return Ok(Listing::Done(out));
     }
     let Some((cond, mut vals)) = filter_sql(db, f) else {
-        return Ok(Vec::new());
+        return Ok(Listing::Done(Vec::new()));
     };
     vals.push(Value::BigInt(limit_param(limit)));
     const ORDER: &str = " ORDER BY e.ts DESC, e.id DESC LIMIT ?";
@@ -2189,51 +2214,52 @@ fn matching(db: &Db, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
         sql.push_str(&cond);
         sql.push_str(ORDER);
         let found = heads(db, &sql, duckdb::params_from_iter(vals))?;
-        return complete(db, found);
+        return Ok(Listing::Done(complete(db, found)?));
     }
     let mut sql = String::from("SELECT e.rowid, e.id FROM events e WHERE ");
     sql.push_str(&cond);
     sql.push_str(ORDER);
-    let order: Vec<(i64, u64)> = {
-        let mut stmt = prepare(&db.conn, &sql)?;
-        let mut rows = stmt.query(duckdb::params_from_iter(vals))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push((r.get(0)?, r.get(1)?));
-        }
-        out
-    };
-    let mut out = Vec::with_capacity(order.len());
-    for chunk in order.chunks(LOAD_CHUNK) {
-        // By `rowid`, within the chunk's `id` range (which DuckDB prunes
-        // by row group), then back into the listed order. Not through
-        // `load_ids`: its semi-join on `id` made `query '{}'` at 1M events
-        // 31.4 / 32.8 s against 26.4 / 27.4 s this way (same output).
-        let lo = chunk.iter().map(|&(_, id)| id).min();
-        let hi = chunk.iter().map(|&(_, id)| id).max();
-        let mut found: HashMap<i64, Head> = heads(
-            db,
-            concat!(
-                "SELECT e.rowid, ",
-                head_cols!(),
-                " FROM (SELECT unnest(string_split(?, ','))::BIGINT AS r) q \
-                 JOIN events e ON e.rowid = q.r WHERE e.id BETWEEN ? AND ?"
-            ),
-            params![number_list(chunk.iter().map(|&(r, _)| r)), lo, hi],
-        )?
-        .into_iter()
-        .collect();
-        let listed = chunk
-            .iter()
-            .map(|&(r, _)| {
-                found
-                    .remove(&r)
-                    .map(|h| (r, h))
-                    .ok_or_else(|| corrupt("a listed event has no events row"))
-            })
-            .collect::<Res<Vec<_>>>()?;
-        out.extend(complete(db, listed)?);
+    let mut stmt = prepare(&db.conn, &sql)?;
+    let mut rows = stmt.query(duckdb::params_from_iter(vals))?;
+    let mut order = Vec::new();
+    while let Some(r) = rows.next()? {
+        order.push((r.get(0)?, r.get(1)?));
     }
+    Ok(Listing::Order(order))
+}
+
+/// Whole rows of a chunk of a [`Listing::Order`], in its order. Rows
+/// deleted since the listing are left out.
+pub(crate) fn load_listed(db: &Db, chunk: &[(i64, u64)]) -> Res<Vec<Rec>> {
+    // By `rowid`, within the chunk's `id` range (which DuckDB prunes by
+    // row group), then back into the listed order. Not through
+    // `load_ids`: its semi-join on `id` made `query '{}'` at 1M events
+    // 31.4 / 32.8 s against 26.4 / 27.4 s this way (same output).
+    let lo = chunk.iter().map(|&(_, id)| id).min();
+    let hi = chunk.iter().map(|&(_, id)| id).max();
+    let mut found: HashMap<i64, Head> = heads(
+        db,
+        concat!(
+            "SELECT e.rowid, ",
+            head_cols!(),
+            " FROM (SELECT unnest(string_split(?, ','))::BIGINT AS r) q \
+             JOIN events e ON e.rowid = q.r WHERE e.id BETWEEN ? AND ?"
+        ),
+        params![number_list(chunk.iter().map(|&(r, _)| r)), lo, hi],
+    )?
+    .into_iter()
+    .collect();
+    let listed = chunk
+        .iter()
+        .map(|&(r, _)| {
+            found
+                .remove(&r)
+                .map(|h| (r, h))
+                .ok_or_else(|| corrupt("a listed event has no events row"))
+        })
+        .collect::<Res<Vec<_>>>()?;
+    let mut out = complete(db, listed)?;
+    out.retain(|r| !r.deleted);
     Ok(out)
 }
 
