@@ -543,7 +543,10 @@ async fn long_query_pages<F: StoreFactory>(factory: &F) -> Result<(), String> {
         ..Filter::default()
     };
     let want = s.query(&posts).await.map_err(err("query"))?;
-    let edited = want.iter().filter(|v| v.event.content.as_deref() == Some("edited")).count();
+    let edited = want
+        .iter()
+        .filter(|v| v.event.content.as_deref() == Some("edited"))
+        .count();
     let want_edited = (1..=3_000).filter(|i| i % 13 == 0 && i % 10 != 0).count();
     if want.len() != 2_700 || edited != want_edited {
         return Err(format!(

@@ -1,7 +1,7 @@
 //! The queries. Every value is a bound parameter; statements are static
 //! text, prepared once and cached.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Row};
@@ -847,12 +847,13 @@ pub(crate) fn follows(c: &Connection, did: &Did, following: bool) -> Res<Vec<Did
 
 /// The first `limit` rows of `stmt` (run with `p`) that match `f`, into
 /// `out`.
+/// Hands `visit` the rows of `stmt` that match `f`, at most `limit`.
 fn take_matching(
     stmt: &mut rusqlite::CachedStatement<'_>,
     p: impl rusqlite::Params,
     f: &Filter,
     limit: usize,
-    out: &mut Vec<Rec>,
+    visit: &mut dyn FnMut(Rec),
 ) -> Res<()> {
     let mut rows = stmt.query(p)?;
     let mut taken = 0;
@@ -860,32 +861,35 @@ fn take_matching(
         let Some(row) = rows.next()? else { break };
         let r = rec(row)?;
         if filter_matches(f, &r.ev) {
-            out.push(r);
+            visit(r);
             taken += 1;
         }
     }
     Ok(())
 }
 
-/// Live events matching `f`, newest first, at most `limit`. Candidates
-/// come from one index, chosen by the first field the filter has among
-/// `ids`, `authors`, `parents`, `tags` and `mentions` (every match is in
-/// that index), and are checked against the whole filter; a filter with
-/// none of them scans `ev_time` newest first.
-fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
-    let mut out = Vec::new();
-    if limit == 0 {
-        return Ok(out);
-    }
+/// Hands `visit` candidates for `f` from one index, chosen by the first
+/// field the filter has among `ids`, `authors` (`ev_author`), `parents`
+/// (`ev_parent`), `tags` (`tag_index`) and `mentions` (`mention_index`):
+/// every match is among them. With `ids` or `parents` every row is a
+/// candidate; otherwise the newest `per_key` matches of each author and
+/// type, tag or DID. A candidate may come twice or be deleted: the caller
+/// checks it against the whole filter. False when the filter has none of
+/// those fields (then nothing was visited).
+fn each_candidate(
+    c: &Connection,
+    f: &Filter,
+    per_key: usize,
+    visit: &mut dyn FnMut(Rec),
+) -> Res<bool> {
     let (since, until) = (f.since.unwrap_or(i64::MIN), f.until.unwrap_or(i64::MAX));
-    let mut candidates = Vec::new();
     if let Some(ids) = &f.ids {
         for id in ids {
-            candidates.extend(load(c, *id)?);
+            if let Some(r) = load(c, *id)? {
+                visit(r);
+            }
         }
     } else if let Some(authors) = &f.authors {
-        // Each (author, type) index range newest first, `limit` matches
-        // from each, then merged.
         let types: &[EventType] = f.types.as_deref().unwrap_or(&EventType::ALL);
         let mut stmt = c.prepare_cached(select_ev!(
             "WHERE ev.author = ?1 AND ev.kind = ?2 AND ev.deleted = 0 \
@@ -898,24 +902,22 @@ fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
                     &mut stmt,
                     params![n, t.code(), since, until],
                     f,
-                    limit,
-                    &mut candidates,
+                    per_key,
+                    visit,
                 )?;
             }
         }
     } else if let Some(parents) = &f.parents {
-        // `ev_parent`: each parent's children.
         let mut stmt = c.prepare_cached(select_ev!("WHERE ev.parent = ?1 AND ev.deleted = 0"))?;
         for p in parents {
             let mut rows = stmt.query(params![key(*p)])?;
             while let Some(row) = rows.next()? {
-                candidates.push(rec(row)?);
+                visit(rec(row)?);
             }
         }
     } else if f.tags.is_some() || f.mentions.is_some() {
-        // `tag_index` or `mention_index` (every live post, mention and
-        // hashtag event by each of its tags, or mentioned DIDs), newest
-        // first, `limit` matches from each tag or DID.
+        // Every live post, mention and hashtag event by each of its tags,
+        // or mentioned DIDs, newest first.
         let (sql, numbers) = match (&f.tags, &f.mentions) {
             (Some(tags), _) => (
                 select_ev!(
@@ -939,26 +941,34 @@ fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
         };
         let mut stmt = c.prepare_cached(sql)?;
         for n in numbers.into_iter().flatten() {
-            take_matching(
-                &mut stmt,
-                params![n, since, until],
-                f,
-                limit,
-                &mut candidates,
-            )?;
+            take_matching(&mut stmt, params![n, since, until], f, per_key, visit)?;
         }
     } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Live events matching `f`, newest first, at most `limit`: the
+/// candidates of [`each_candidate`] checked, ordered and cut, or, for a
+/// filter of types and time alone, a scan of `ev_time` newest first.
+fn matching(c: &Connection, f: &Filter, limit: usize) -> Res<Vec<Rec>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    if !each_candidate(c, f, limit, &mut |r| out.push(r))? {
         for_each_live(c, f, |r| {
             out.push(r);
             Ok(out.len() < limit)
         })?;
         return Ok(out);
     }
-    candidates.retain(|r| !r.deleted && filter_matches(f, &r.ev));
-    candidates.sort_by_key(|r| std::cmp::Reverse(r.ev.cursor()));
-    candidates.dedup_by_key(|r| r.seq);
-    candidates.truncate(limit);
-    Ok(candidates)
+    out.retain(|r| !r.deleted && filter_matches(f, &r.ev));
+    out.sort_by_key(|r| std::cmp::Reverse(r.ev.cursor()));
+    out.dedup_by_key(|r| r.seq);
+    out.truncate(limit);
+    Ok(out)
 }
 
 /// Streams live events matching `f` newest first (in `since..=until`) to
@@ -1038,12 +1048,25 @@ pub(crate) fn buckets(c: &Connection, f: &Filter, width: BucketWidth) -> Res<Vec
         }
         flush(run);
     } else {
-        for_each_live(c, f, |r| {
+        let mut count = |r: &Rec| {
             *counts
                 .entry((width.start_of(r.ev.ts), r.ev.kind))
                 .or_default() += 1;
-            Ok(true)
+        };
+        // Candidates from an index where one applies (each counted once:
+        // an event can carry two of the filter's tags), else a scan.
+        let mut seen = HashSet::new();
+        let indexed = each_candidate(c, f, usize::MAX, &mut |r| {
+            if !r.deleted && filter_matches(f, &r.ev) && seen.insert(r.seq) {
+                count(&r);
+            }
         })?;
+        if !indexed {
+            for_each_live(c, f, |r| {
+                count(&r);
+                Ok(true)
+            })?;
+        }
     }
     Ok(counts
         .into_iter()
