@@ -77,6 +77,45 @@ fn recall_at_10_is_at_least_095_with_the_ann_index() {
     assert_recall(&indexes(cfg), n, 50, 0.95);
 }
 
+/// Maintenance counts rows as well as writes: one write of 2,500 rows
+/// reaches `optimize_rows` and trains the index, where counting writes
+/// alone (a maintenance run every 64) left it untrained.
+#[test]
+fn one_large_write_reaches_maintenance_by_its_rows() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let cfg = LanceConfig {
+            index_min_rows: 2_000,
+            optimize_rows: 2_000,
+            ..LanceConfig::default()
+        };
+        let index = indexes(cfg).create().await.expect("create");
+        let mut src = feed_conformance::EmbeddingLike::new(11);
+        let mut rows = |ids: std::ops::Range<u64>| -> Vec<_> {
+            ids.map(|i| feed_core::VectorRecord {
+                id: feed_core::EventId(i + 1),
+                kind: feed_core::EventType::Post,
+                author: feed_core::Did([0; 32]),
+                ts: i as i64,
+                vector: src.next_vector(),
+            })
+            .collect()
+        };
+        index.upsert(rows(0..1_000)).await.expect("upsert");
+        assert_eq!(
+            index.mode(),
+            SearchMode::Exact,
+            "1,000 rows: no maintenance yet"
+        );
+        index.upsert(rows(1_000..2_500)).await.expect("upsert");
+        assert_eq!(
+            index.mode(),
+            SearchMode::Approximate,
+            "2,500 rows in two writes: maintenance ran and trained"
+        );
+    });
+}
+
 #[test]
 fn the_ann_index_is_built_once_the_table_is_big_enough_and_survives_reopen() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
