@@ -515,27 +515,23 @@ async fn long_query_pages<F: StoreFactory>(factory: &F) -> Result<(), String> {
             ..post(i, None)
         })
         .collect();
-    for i in (13..=3_000u64).step_by(13) {
-        let mut e = FeedEvent::new(
-            EventId(10_000 + i),
-            EventType::Edit,
-            did((i % 3) as u8),
-            at(i) + 1,
-            "edited",
-        );
-        e.parent = Some(EventId(i));
-        evs.push(e);
-    }
-    for i in (10..=3_000u64).step_by(10) {
-        let mut e = FeedEvent::new(
-            EventId(20_000 + i),
-            EventType::Delete,
-            did((i % 3) as u8),
-            at(i) + 2,
-            "",
-        );
-        e.parent = Some(EventId(i));
-        evs.push(e);
+    // Every thirteenth post edited, every tenth deleted, by its author.
+    for (every, kind, base, text) in [
+        (13, EventType::Edit, 10_000, "edited"),
+        (10, EventType::Delete, 20_000, ""),
+    ] {
+        for i in (every..=3_000u64).step_by(every as usize) {
+            let dt = if kind == EventType::Edit { 1 } else { 2 };
+            let mut e = FeedEvent::new(
+                EventId(base + i),
+                kind,
+                did((i % 3) as u8),
+                at(i) + dt,
+                text,
+            );
+            e.parent = Some(EventId(i));
+            evs.push(e);
+        }
     }
     append_all(&s, evs).await?;
     let posts = Filter {
