@@ -518,6 +518,15 @@ pub struct Filter {
     pub limit: Option<usize>,
 }
 
+impl Filter {
+    /// The filter's types as a bit set for SQL (bit `n` set for the type
+    /// with code `n`); every type when it names none.
+    pub fn type_mask(&self) -> i64 {
+        let types: &[EventType] = self.types.as_deref().unwrap_or(&EventType::ALL);
+        types.iter().fold(0, |m, t| m | (1 << t.code()))
+    }
+}
+
 /// Bucket widths for activity charts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BucketWidth {

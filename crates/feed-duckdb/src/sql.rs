@@ -1678,7 +1678,6 @@ fn apply_edits(posts: Vec<Rec>, has: &[bool], edits: Vec<Rec>) -> Res<Vec<EventV
 
 /// The views of stored events: each post with the edit in effect (found
 /// in memory, its rows loaded by `rowid`).
-/// Views of live rows, with the edits in effect applied.
 pub(crate) fn views(db: &Db, rs: Vec<Rec>) -> Res<Vec<EventView>> {
     let (has, wanted) = db.edits.in_effect(
         rs.iter()
@@ -2079,14 +2078,6 @@ pub(crate) fn follows(db: &Db, did: &Did, following: bool) -> Res<Vec<Did>> {
     Ok(out)
 }
 
-/// The filter's types as a bit set (bit = type code) for SQL.
-fn type_mask(f: &Filter) -> i64 {
-    match &f.types {
-        None => 0x7f,
-        Some(ts) => ts.iter().fold(0, |m, t| m | (1 << t.code())),
-    }
-}
-
 /// A filter as a condition on `events e`: fixed clauses with a `?` per
 /// bound value, and the values in order. `None` when no stored event can
 /// match: an empty list, or a list of DIDs or tags none of which can be
@@ -2100,7 +2091,7 @@ fn filter_sql(db: &Db, f: &Filter) -> Option<(String, Vec<Value>)> {
     let mut sql =
         String::from("NOT e.deleted AND ((? >> e.kind) & 1) = 1 AND e.ts >= ? AND e.ts <= ?");
     let mut vals = vec![
-        Value::BigInt(type_mask(f)),
+        Value::BigInt(f.type_mask()),
         Value::BigInt(f.since.unwrap_or(i64::MIN)),
         Value::BigInt(f.until.unwrap_or(i64::MAX)),
     ];

@@ -845,8 +845,6 @@ pub(crate) fn follows(c: &Connection, did: &Did, following: bool) -> Res<Vec<Did
     Ok(out)
 }
 
-/// The first `limit` rows of `stmt` (run with `p`) that match `f`, into
-/// `out`.
 /// Hands `visit` the rows of `stmt` that match `f`, at most `limit`.
 fn take_matching(
     stmt: &mut rusqlite::CachedStatement<'_>,
@@ -979,12 +977,10 @@ fn for_each_live(c: &Connection, f: &Filter, mut visit: impl FnMut(Rec) -> Res<b
         "WHERE ev.deleted = 0 AND ev.ts >= ?1 AND ev.ts <= ?2 AND ((1 << ev.kind) & ?3) <> 0 \
          ORDER BY ev.ts DESC, ev.id DESC"
     ))?;
-    let types: &[EventType] = f.types.as_deref().unwrap_or(&EventType::ALL);
-    let mask = types.iter().fold(0i64, |m, t| m | 1 << t.code());
     let mut rows = stmt.query(params![
         f.since.unwrap_or(i64::MIN),
         f.until.unwrap_or(i64::MAX),
-        mask
+        f.type_mask()
     ])?;
     while let Some(row) = rows.next()? {
         let r = rec(row)?;
@@ -1002,12 +998,17 @@ pub(crate) fn query(c: &Connection, f: &Filter) -> Res<Vec<EventView>> {
 
 pub(crate) fn buckets(c: &Connection, f: &Filter, width: BucketWidth) -> Res<Vec<Bucket>> {
     let mut counts: BTreeMap<(i64, EventType), u64> = BTreeMap::new();
-    let simple = f.ids.is_none()
-        && f.authors.is_none()
-        && f.tags.is_none()
-        && f.mentions.is_none()
-        && f.parents.is_none();
-    if simple {
+    // Candidates from an index where one applies (each counted once: an
+    // event can carry two of the filter's tags).
+    let mut seen = HashSet::new();
+    let indexed = each_candidate(c, f, usize::MAX, &mut |r| {
+        if !r.deleted && filter_matches(f, &r.ev) && seen.insert(r.seq) {
+            *counts
+                .entry((width.start_of(r.ev.ts), r.ev.kind))
+                .or_default() += 1;
+        }
+    })?;
+    if !indexed {
         // Activity charts: only time and type matter, read just those.
         let mut stmt = c.prepare_cached(
             "SELECT ts, kind FROM events WHERE deleted = 0 AND ts >= ?1 AND ts <= ?2",
@@ -1047,26 +1048,6 @@ pub(crate) fn buckets(c: &Connection, f: &Filter, width: BucketWidth) -> Res<Vec
             }
         }
         flush(run);
-    } else {
-        let mut count = |r: &Rec| {
-            *counts
-                .entry((width.start_of(r.ev.ts), r.ev.kind))
-                .or_default() += 1;
-        };
-        // Candidates from an index where one applies (each counted once:
-        // an event can carry two of the filter's tags), else a scan.
-        let mut seen = HashSet::new();
-        let indexed = each_candidate(c, f, usize::MAX, &mut |r| {
-            if !r.deleted && filter_matches(f, &r.ev) && seen.insert(r.seq) {
-                count(&r);
-            }
-        })?;
-        if !indexed {
-            for_each_live(c, f, |r| {
-                count(&r);
-                Ok(true)
-            })?;
-        }
     }
     Ok(counts
         .into_iter()
