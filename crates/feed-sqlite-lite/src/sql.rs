@@ -591,38 +591,70 @@ pub(crate) fn timeline(
     Ok(out)
 }
 
-/// Newest `limit` live posts of each author, merged: keys, newest first.
+/// The newest `limit` live posts of the given authors, merged: keys,
+/// newest first. The newest `limit` found so far are kept with the oldest
+/// on top; once there are `limit`, each further author's index range is
+/// read only down to that oldest one (the floor), so such an author costs
+/// one index seek plus the rows that enter the page, not up to `limit`
+/// rows of its own.
 fn merge_posts(
     c: &Connection,
     authors: &[i64],
     limit: usize,
     before: Option<Cursor>,
 ) -> Res<Vec<i64>> {
-    let mut all: Vec<(i64, i64)> = Vec::new();
-    let mut stmt = match before {
-        None => c.prepare_cached(
+    use std::cmp::Reverse;
+    let mut authors = authors.to_vec();
+    // An author given twice would put its posts in the page twice.
+    authors.sort_unstable();
+    authors.dedup();
+    let mut page: std::collections::BinaryHeap<Reverse<(i64, i64)>> =
+        std::collections::BinaryHeap::with_capacity(limit + 1);
+    let lim = limit_param(limit);
+    let before = before.map(|b| (b.ts, key(b.id)));
+    // Each author's range down to the floor once there is one.
+    let (open_sql, floored_sql) = match before {
+        None => (
             "SELECT ts, id FROM events INDEXED BY ev_author \
              WHERE author = ?1 AND kind = 0 AND deleted = 0 \
              ORDER BY ts DESC, id DESC LIMIT ?2",
-        )?,
-        Some(_) => c.prepare_cached(
+            "SELECT ts, id FROM events INDEXED BY ev_author \
+             WHERE author = ?1 AND kind = 0 AND deleted = 0 \
+             AND (ts, id) > (?3, ?4) ORDER BY ts DESC, id DESC LIMIT ?2",
+        ),
+        Some(_) => (
             "SELECT ts, id FROM events INDEXED BY ev_author \
              WHERE author = ?1 AND kind = 0 AND deleted = 0 \
              AND (ts, id) < (?3, ?4) ORDER BY ts DESC, id DESC LIMIT ?2",
-        )?,
+            "SELECT ts, id FROM events INDEXED BY ev_author \
+             WHERE author = ?1 AND kind = 0 AND deleted = 0 \
+             AND (ts, id) < (?3, ?4) AND (ts, id) > (?5, ?6) \
+             ORDER BY ts DESC, id DESC LIMIT ?2",
+        ),
     };
+    let mut open = c.prepare_cached(open_sql)?;
+    let mut floored = c.prepare_cached(floored_sql)?;
     for a in authors {
-        let mut rows = match before {
-            None => stmt.query(params![a, limit_param(limit)])?,
-            Some(b) => stmt.query(params![a, limit_param(limit), b.ts, key(b.id)])?,
+        let floor = if page.len() >= limit {
+            page.peek().map(|r| r.0)
+        } else {
+            None
+        };
+        let mut rows = match (before, floor) {
+            (None, None) => open.query(params![a, lim])?,
+            (Some((t, k)), None) => open.query(params![a, lim, t, k])?,
+            (None, Some((ft, fk))) => floored.query(params![a, lim, ft, fk])?,
+            (Some((t, k)), Some((ft, fk))) => floored.query(params![a, lim, t, k, ft, fk])?,
         };
         while let Some(r) = rows.next()? {
-            all.push((r.get(0)?, r.get(1)?));
+            page.push(Reverse((r.get(0)?, r.get(1)?)));
+            if page.len() > limit {
+                page.pop();
+            }
         }
     }
+    let mut all: Vec<(i64, i64)> = page.into_iter().map(|r| r.0).collect();
     all.sort_unstable_by(|x, y| y.cmp(x));
-    all.dedup();
-    all.truncate(limit);
     Ok(all.into_iter().map(|(_, id)| id).collect())
 }
 
