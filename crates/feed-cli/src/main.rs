@@ -595,7 +595,10 @@ async fn dispatch(cli: &Cli, out: &mut (impl Write + Send)) -> Result<u8, Failur
                 "{}",
                 serde_json::json!({"live": live, "stored": s.stored, "bytes_on_disk": s.bytes_on_disk,
                     "vector_index": status.configured, "embedder": status.embedder,
-                    "index_lag": status.lag, "index_error": status.last_error})
+                    "index_size": status.vectors,
+                    "index_bytes": store::index_bytes(&cli.store, &backend),
+                    "index_lag": status.lag,
+                    "index_error": status.last_error})
             );
         }
         Cmd::Gen { .. }

@@ -189,6 +189,26 @@ fn events_files(dir: &Path, backend: &str) -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// The directory of a store's vector index: `<store>/<backend>/vectors`.
+fn index_dir(dir: &Path, backend: &str) -> PathBuf {
+    dir.join(backend).join("vectors")
+}
+
+/// Bytes of the files under a store's vector index directory (0 when it
+/// has none); an entry that vanishes or cannot be read counts 0.
+pub fn index_bytes(dir: &Path, backend: &str) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(p).map_or(0, |entries| {
+                entries.flatten().map(|e| walk(&e.path())).sum()
+            }),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        }
+    }
+    walk(&index_dir(dir, backend))
+}
+
 async fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow::Result<Store> {
     match backend {
         #[cfg(feature = "lite")]
@@ -210,12 +230,10 @@ async fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow
             if variant == "graph" {
                 vector_config.flat_max = 0;
             }
-            let vectors = feed_sqlite_lite::UsearchVectorIndex::open(
-                &dir.join("lite").join("vectors"),
-                vector_config,
-            )
-            .map(|v| Box::new(v) as Box<dyn VectorIndex>)
-            .with_context(|| format!("opening the lite vector index in {}", dir.display()));
+            let vectors =
+                feed_sqlite_lite::UsearchVectorIndex::open(&index_dir(dir, "lite"), vector_config)
+                    .map(|v| Box::new(v) as Box<dyn VectorIndex>)
+                    .with_context(|| format!("opening the lite vector index in {}", dir.display()));
             // A step's events (vectors included) are in memory together
             // while the index catches up: smaller steps keep the lite
             // profile's ingest within its budget.
@@ -234,7 +252,7 @@ async fn open_backend(dir: &Path, backend: &str, embedding: Embedding) -> anyhow
             )
             .with_context(|| format!("opening the reference store in {}", dir.display()))?;
             let vectors = feed_lance::LanceVectorIndex::open(
-                &dir.join("reference").join("vectors"),
+                &index_dir(dir, "reference"),
                 feed_lance::LanceConfig::default(),
             )
             .await

@@ -148,6 +148,9 @@ pub struct IndexStatus {
     /// The last failure of the index or the embedder, while it is behind
     /// because of one.
     pub last_error: Option<String>,
+    /// Vectors the index holds (SPEC §5's "vector index size"); `None`
+    /// without an index, or when the index cannot tell.
+    pub vectors: Option<u64>,
 }
 
 /// Log entries applied per step (one index write and one checkpoint each),
@@ -252,8 +255,10 @@ impl<E: EventStore + 'static, V: VectorIndex + 'static> FeedStore<E, V> {
             embedder: sh.embedder.is_some(),
             lag: 0,
             last_error: sh.last_error(),
+            vectors: None,
         };
         if let Some(index) = &sh.index {
+            status.vectors = index.len().await.ok().map(|n| n as u64);
             let head = sh.events.log_head().await?;
             match index.checkpoint().await {
                 Ok(c) => status.lag = head.saturating_sub(c),
