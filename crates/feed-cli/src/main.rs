@@ -52,77 +52,122 @@ enum Cmd {
         batch: usize,
     },
     /// One event, with `edited` and `deleted`.
-    Get { id: u64 },
+    Get {
+        /// Event id.
+        id: u64,
+    },
     /// Every version of a post.
-    Versions { id: u64 },
+    Versions {
+        /// Event id.
+        id: u64,
+    },
     /// Home timeline of DID.
     Timeline {
+        /// The account (64 hex characters or `did:libertaria:<hex>`).
         did: String,
+        /// Posts per page (at most 500).
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Exclusive cursor `TS:ID`.
+        /// Exclusive cursor `TS:ID` (the last line of the previous page).
         #[arg(long)]
         before: Option<String>,
     },
     /// One author's posts.
     Author {
+        /// The author (64 hex characters or `did:libertaria:<hex>`).
         did: String,
+        /// Oldest `ts` included, nanoseconds.
         #[arg(long)]
         since: Option<i64>,
+        /// Newest `ts` included, nanoseconds.
         #[arg(long)]
         until: Option<i64>,
+        /// Posts to print.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
     /// A post and everything below it.
-    Thread { id: u64 },
+    Thread {
+        /// Event id.
+        id: u64,
+    },
     /// Replies, reactions and edits of a post.
-    Counts { id: u64 },
+    Counts {
+        /// Event id.
+        id: u64,
+    },
     /// Events carrying a tag.
     Tag {
+        /// The tag (one leading `#` dropped; matched lowercased).
         tag: String,
+        /// Events per page.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Exclusive cursor `TS:ID` (the last line of the previous page).
         #[arg(long)]
         before: Option<String>,
     },
     /// Events mentioning a DID.
     Mentions {
+        /// The mentioned DID (64 hex characters or `did:libertaria:<hex>`).
         did: String,
+        /// Events per page.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Exclusive cursor `TS:ID` (the last line of the previous page).
         #[arg(long)]
         before: Option<String>,
     },
     /// DIDs that DID follows.
-    Following { did: String },
+    Following {
+        /// The account (64 hex characters or `did:libertaria:<hex>`).
+        did: String,
+    },
     /// DIDs following DID.
-    Followers { did: String },
+    Followers {
+        /// The account (64 hex characters or `did:libertaria:<hex>`).
+        did: String,
+    },
     /// NIP-01 style filter query.
-    Query { filter: String },
+    Query {
+        /// JSON object: `ids`, `authors`, `types`, `tags`, `mentions`,
+        /// `parents` (lists, ORed), `since`, `until` (ns, inclusive),
+        /// `limit`; fields ANDed.
+        filter: String,
+    },
     /// Event counts per type per time bucket.
     Buckets {
+        /// JSON filter, as for `query`.
         filter: String,
+        /// Bucket width: `minute`, `hour` or `day`.
         #[arg(long, default_value = "hour")]
         width: String,
     },
     /// Posts by meaning.
     Search {
+        /// Text to search for (embedded with the installed model).
         text: String,
+        /// Hits to print (at most 100).
         #[arg(long, default_value_t = 10)]
         k: usize,
+        /// Only events of this type (repeatable; only posts are indexed).
         #[arg(long = "type")]
         types: Vec<String>,
+        /// Only events by this author (repeatable).
         #[arg(long = "author")]
         authors: Vec<String>,
+        /// Oldest `ts` included, nanoseconds.
         #[arg(long)]
         since: Option<i64>,
+        /// Newest `ts` included, nanoseconds.
         #[arg(long)]
         until: Option<i64>,
     },
     /// Posts similar to a stored post.
     Similar {
+        /// Id of a stored post with a vector.
         id: u64,
+        /// Hits to print (at most 100).
         #[arg(long, default_value_t = 10)]
         k: usize,
     },
@@ -135,8 +180,10 @@ enum Cmd {
     Check,
     /// Write a synthetic data set as JSON Lines.
     Gen {
+        /// Events to write.
         #[arg(long, default_value_t = 100_000)]
         events: usize,
+        /// Generator seed (the same seed writes the same data set).
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Give posts topic-clustered embeddings.
