@@ -311,8 +311,9 @@ struct Tx<'c> {
 
 impl<'c> Tx<'c> {
     /// Reads the highest stored id (one probe at the end of the `id`
-    /// index) inside the batch's transaction, so another writer's commit
-    /// cannot slip past it.
+    /// index) inside the batch's transaction: if another connection
+    /// commits after this read, the batch's first write fails
+    /// (`SQLITE_BUSY_SNAPSHOT`) instead of trusting a stale mark.
     fn new(c: &'c Connection, known: &'c Numbers) -> Res<Self> {
         let high: Option<i64> = c
             .prepare_cached("SELECT max(id) FROM events")?
