@@ -401,7 +401,8 @@ impl LanceVectorIndex {
         ))
     }
 
-    /// Runs maintenance when the write count or age says so.
+    /// Runs maintenance when the write count, the rows written or the age
+    /// says so.
     async fn after_write(&self, m: &mut Maintenance, rows: usize) -> Result<(), IndexError> {
         m.writes += 1;
         m.rows = m.rows.saturating_add(rows);

@@ -61,6 +61,22 @@ fn ann_answers_with_frequent_maintenance_pass_the_suite() {
     }
 }
 
+/// Posts `ids` (id `i + 1`, `ts` `i`, one author) with the next vectors of
+/// `src`.
+fn posts(
+    src: &mut feed_conformance::EmbeddingLike,
+    ids: std::ops::Range<u64>,
+) -> Vec<feed_core::VectorRecord> {
+    ids.map(|i| feed_core::VectorRecord {
+        id: feed_core::EventId(i + 1),
+        kind: feed_core::EventType::Post,
+        author: feed_core::Did([0; 32]),
+        ts: i as i64,
+        vector: src.next_vector(),
+    })
+    .collect()
+}
+
 #[test]
 fn recall_at_10_is_at_least_095_with_the_ann_index() {
     let n = std::env::var("FEED_RECALL_N")
@@ -91,23 +107,19 @@ fn one_large_write_reaches_maintenance_by_its_rows() {
         };
         let index = indexes(cfg).create().await.expect("create");
         let mut src = feed_conformance::EmbeddingLike::new(11);
-        let mut rows = |ids: std::ops::Range<u64>| -> Vec<_> {
-            ids.map(|i| feed_core::VectorRecord {
-                id: feed_core::EventId(i + 1),
-                kind: feed_core::EventType::Post,
-                author: feed_core::Did([0; 32]),
-                ts: i as i64,
-                vector: src.next_vector(),
-            })
-            .collect()
-        };
-        index.upsert(rows(0..1_000)).await.expect("upsert");
+        index
+            .upsert(posts(&mut src, 0..1_000))
+            .await
+            .expect("upsert");
         assert_eq!(
             index.mode(),
             SearchMode::Exact,
             "1,000 rows: no maintenance yet"
         );
-        index.upsert(rows(1_000..2_500)).await.expect("upsert");
+        index
+            .upsert(posts(&mut src, 1_000..2_500))
+            .await
+            .expect("upsert");
         assert_eq!(
             index.mode(),
             SearchMode::Approximate,
@@ -129,17 +141,10 @@ fn the_ann_index_is_built_once_the_table_is_big_enough_and_survives_reopen() {
         let factory = indexes(cfg);
         let index = factory.create().await.expect("create");
         let mut src = feed_conformance::EmbeddingLike::new(7);
-        let rec = |i: u64, v| feed_core::VectorRecord {
-            id: feed_core::EventId(i + 1),
-            kind: feed_core::EventType::Post,
-            author: feed_core::Did([0; 32]),
-            ts: i as i64,
-            vector: v,
-        };
-        let first: Vec<_> = (0..1_000).map(|i| rec(i, src.next_vector())).collect();
+        let first = posts(&mut src, 0..1_000);
         index.upsert(first).await.expect("upsert");
         assert_eq!(index.mode(), SearchMode::Exact);
-        let second: Vec<_> = (1_000..2_500).map(|i| rec(i, src.next_vector())).collect();
+        let second = posts(&mut src, 1_000..2_500);
         index.upsert(second).await.expect("upsert");
         assert_eq!(
             index.mode(),
@@ -167,11 +172,11 @@ fn the_ann_index_is_built_once_the_table_is_big_enough_and_survives_reopen() {
                 .to_string()
         };
         assert_eq!(trained(&index), "2500");
-        let third: Vec<_> = (2_500..4_900).map(|i| rec(i, src.next_vector())).collect();
+        let third = posts(&mut src, 2_500..4_900);
         index.upsert(third).await.expect("upsert");
         index.optimize().await.expect("optimize");
         assert_eq!(trained(&index), "2500", "4,900 rows: not yet doubled");
-        let fourth: Vec<_> = (4_900..5_000).map(|i| rec(i, src.next_vector())).collect();
+        let fourth = posts(&mut src, 4_900..5_000);
         index.upsert(fourth).await.expect("upsert");
         index.optimize().await.expect("optimize");
         assert_eq!(trained(&index), "5000", "trained again at 5,000 rows");
