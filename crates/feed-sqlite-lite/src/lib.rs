@@ -118,31 +118,37 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
-        self.worker.run(move |c| sql::get(c, id)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::get(c, id)))
+            .await
     }
 
     /// One trip to the connection's thread for all of them.
     async fn get_many(&self, ids: &[EventId]) -> Result<Vec<Option<Entry>>, StoreError> {
         let ids = ids.to_vec();
         self.worker
-            .run(move |c| ids.iter().map(|&id| sql::get(c, id)).collect())
+            .run(move |c| sql::read(c, |c| ids.iter().map(|&id| sql::get(c, id)).collect()))
             .await
     }
 
     async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
-        self.worker.run(move |c| sql::stored(c, id)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::stored(c, id)))
+            .await
     }
 
     /// One trip to the connection's thread for all of them.
     async fn stored_many(&self, ids: &[EventId]) -> Result<Vec<Option<FeedEvent>>, StoreError> {
         let ids = ids.to_vec();
         self.worker
-            .run(move |c| ids.iter().map(|&id| sql::stored(c, id)).collect())
+            .run(move |c| sql::read(c, |c| ids.iter().map(|&id| sql::stored(c, id)).collect()))
             .await
     }
 
     async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
-        self.worker.run(move |c| sql::versions(c, id)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::versions(c, id)))
+            .await
     }
 
     async fn timeline(
@@ -153,7 +159,7 @@ impl EventStore for SqliteEventStore {
     ) -> Result<Vec<EventView>, StoreError> {
         let (did, plan) = (*did, self.timeline);
         self.worker
-            .run(move |c| sql::timeline(c, &did, limit, before, plan))
+            .run(move |c| sql::read(c, |c| sql::timeline(c, &did, limit, before, plan)))
             .await
     }
 
@@ -166,16 +172,20 @@ impl EventStore for SqliteEventStore {
     ) -> Result<Vec<EventView>, StoreError> {
         let did = *did;
         self.worker
-            .run(move |c| sql::author_feed(c, &did, since, until, limit))
+            .run(move |c| sql::read(c, |c| sql::author_feed(c, &did, since, until, limit)))
             .await
     }
 
     async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
-        self.worker.run(move |c| sql::thread(c, id)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::thread(c, id)))
+            .await
     }
 
     async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
-        self.worker.run(move |c| sql::counts(c, id)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::counts(c, id)))
+            .await
     }
 
     async fn tag(
@@ -186,7 +196,7 @@ impl EventStore for SqliteEventStore {
     ) -> Result<Vec<EventView>, StoreError> {
         let t = sql::Topic::Tag(feed_core::query_tag(tag));
         self.worker
-            .run(move |c| sql::topic(c, &t, limit, before))
+            .run(move |c| sql::read(c, |c| sql::topic(c, &t, limit, before)))
             .await
     }
 
@@ -198,23 +208,29 @@ impl EventStore for SqliteEventStore {
     ) -> Result<Vec<EventView>, StoreError> {
         let t = sql::Topic::Mention(*did);
         self.worker
-            .run(move |c| sql::topic(c, &t, limit, before))
+            .run(move |c| sql::read(c, |c| sql::topic(c, &t, limit, before)))
             .await
     }
 
     async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let did = *did;
-        self.worker.run(move |c| sql::follows(c, &did, true)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::follows(c, &did, true)))
+            .await
     }
 
     async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let did = *did;
-        self.worker.run(move |c| sql::follows(c, &did, false)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::follows(c, &did, false)))
+            .await
     }
 
     async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
         let f = filter.clone();
-        self.worker.run(move |c| sql::query(c, &f)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::query(c, &f)))
+            .await
     }
 
     async fn buckets(
@@ -223,27 +239,33 @@ impl EventStore for SqliteEventStore {
         width: BucketWidth,
     ) -> Result<Vec<Bucket>, StoreError> {
         let f = filter.clone();
-        self.worker.run(move |c| sql::buckets(c, &f, width)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::buckets(c, &f, width)))
+            .await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let dir = self.dir.clone();
-        self.worker.run(move |c| sql::stats(c, &dir)).await
+        self.worker
+            .run(move |c| sql::read(c, |c| sql::stats(c, &dir)))
+            .await
     }
 
     fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>> {
         self.worker
-            .export(|c, after, n| sql::export_page(c, after, n))
+            .export(|c, after, n| sql::read(c, |c| sql::export_page(c, after, n)))
     }
 
     async fn log(&self, after: u64, limit: usize) -> Result<Vec<(u64, FeedEvent)>, StoreError> {
         self.worker
-            .log(after, limit, |c, after, n| sql::export_page(c, after, n))
+            .log(after, limit, |c, after, n| {
+                sql::read(c, |c| sql::export_page(c, after, n))
+            })
             .await
     }
 
     async fn log_head(&self) -> Result<u64, StoreError> {
-        self.worker.run(|c| sql::log_head(c)).await
+        self.worker.run(|c| sql::read(c, sql::log_head)).await
     }
 
     async fn check_integrity(&self) -> Result<Vec<String>, StoreError> {
