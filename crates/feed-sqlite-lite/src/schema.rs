@@ -90,8 +90,9 @@ pub(crate) fn connect(path: &Path, cfg: &SqliteConfig) -> Result<Connection, rus
     conn.pragma_update(None, "cache_size", -(cfg.cache_kib as i64))?;
     conn.pragma_update(None, "mmap_size", cfg.mmap_bytes as i64)?;
     conn.pragma_update(None, "temp_store", "FILE")?;
-    // A closed store keeps its WAL file trimmed to at most this size.
-    conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
+    // The log file keeps its size after a checkpoint (up to twice the
+    // checkpoint threshold) and is emptied when the store closes.
+    conn.pragma_update(None, "journal_size_limit", WAL_OPEN_BYTES)?;
     // In pages of this file's own size (a database made before keeps its
     // page size), so that the log grows to the same number of bytes.
     let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
@@ -113,8 +114,14 @@ pub(crate) fn connect(path: &Path, cfg: &SqliteConfig) -> Result<Connection, rus
 /// 0.3 MiB more peak RSS.
 const WAL_CHECKPOINT_BYTES: i64 = 32 << 20;
 
-/// Bytes of write-ahead log kept on disk when the store is closed.
-const WAL_KEEP_BYTES: i64 = 4 << 20;
+/// Bytes of write-ahead log file kept while the store is open. SQLite
+/// cuts the file down to this size each time it starts the log over after
+/// a checkpoint; at 4 MiB (before 2026-12-02), every 32 MiB written meant
+/// truncating 28 MiB and allocating it again. Ingest of 100k events,
+/// three alternating runs: 22.6 / 25.0 / 25.3k → 27.2 / 27.5 / 25.4k
+/// events/s. When the last connection closes, SQLite checkpoints and
+/// truncates the file to nothing (any limit but -1 has it do so).
+const WAL_OPEN_BYTES: i64 = 2 * WAL_CHECKPOINT_BYTES;
 
 /// Keeps the `-wal` and `-shm` files when the last connection closes
 /// (`SQLITE_FCNTL_PERSIST_WAL`). SQLite deletes them by default, and the
