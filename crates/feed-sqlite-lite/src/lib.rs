@@ -103,6 +103,16 @@ impl SqliteEventStore {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Runs `f` on the connection's thread in one read transaction
+    /// (`sql::read`).
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<R, sql::LiteError> + Send + 'static,
+    {
+        self.worker.run(move |c| sql::read(c, f)).await
+    }
 }
 
 #[async_trait]
@@ -118,37 +128,29 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn get(&self, id: EventId) -> Result<Option<Entry>, StoreError> {
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::get(c, id)))
-            .await
+        self.read(move |c| sql::get(c, id)).await
     }
 
     /// One trip to the connection's thread for all of them.
     async fn get_many(&self, ids: &[EventId]) -> Result<Vec<Option<Entry>>, StoreError> {
         let ids = ids.to_vec();
-        self.worker
-            .run(move |c| sql::read(c, |c| ids.iter().map(|&id| sql::get(c, id)).collect()))
+        self.read(move |c| ids.iter().map(|&id| sql::get(c, id)).collect())
             .await
     }
 
     async fn stored(&self, id: EventId) -> Result<Option<FeedEvent>, StoreError> {
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::stored(c, id)))
-            .await
+        self.read(move |c| sql::stored(c, id)).await
     }
 
     /// One trip to the connection's thread for all of them.
     async fn stored_many(&self, ids: &[EventId]) -> Result<Vec<Option<FeedEvent>>, StoreError> {
         let ids = ids.to_vec();
-        self.worker
-            .run(move |c| sql::read(c, |c| ids.iter().map(|&id| sql::stored(c, id)).collect()))
+        self.read(move |c| ids.iter().map(|&id| sql::stored(c, id)).collect())
             .await
     }
 
     async fn versions(&self, id: EventId) -> Result<Vec<FeedEvent>, StoreError> {
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::versions(c, id)))
-            .await
+        self.read(move |c| sql::versions(c, id)).await
     }
 
     async fn timeline(
@@ -158,8 +160,7 @@ impl EventStore for SqliteEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let (did, plan) = (*did, self.timeline);
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::timeline(c, &did, limit, before, plan)))
+        self.read(move |c| sql::timeline(c, &did, limit, before, plan))
             .await
     }
 
@@ -171,21 +172,16 @@ impl EventStore for SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<EventView>, StoreError> {
         let did = *did;
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::author_feed(c, &did, since, until, limit)))
+        self.read(move |c| sql::author_feed(c, &did, since, until, limit))
             .await
     }
 
     async fn thread(&self, id: EventId) -> Result<Thread, StoreError> {
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::thread(c, id)))
-            .await
+        self.read(move |c| sql::thread(c, id)).await
     }
 
     async fn counts(&self, id: EventId) -> Result<Option<Counts>, StoreError> {
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::counts(c, id)))
-            .await
+        self.read(move |c| sql::counts(c, id)).await
     }
 
     async fn tag(
@@ -195,9 +191,7 @@ impl EventStore for SqliteEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let t = sql::Topic::Tag(feed_core::query_tag(tag));
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::topic(c, &t, limit, before)))
-            .await
+        self.read(move |c| sql::topic(c, &t, limit, before)).await
     }
 
     async fn mentions(
@@ -207,30 +201,22 @@ impl EventStore for SqliteEventStore {
         before: Option<Cursor>,
     ) -> Result<Vec<EventView>, StoreError> {
         let t = sql::Topic::Mention(*did);
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::topic(c, &t, limit, before)))
-            .await
+        self.read(move |c| sql::topic(c, &t, limit, before)).await
     }
 
     async fn following(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let did = *did;
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::follows(c, &did, true)))
-            .await
+        self.read(move |c| sql::follows(c, &did, true)).await
     }
 
     async fn followers(&self, did: &Did) -> Result<Vec<Did>, StoreError> {
         let did = *did;
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::follows(c, &did, false)))
-            .await
+        self.read(move |c| sql::follows(c, &did, false)).await
     }
 
     async fn query(&self, filter: &Filter) -> Result<Vec<EventView>, StoreError> {
         let f = filter.clone();
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::query(c, &f)))
-            .await
+        self.read(move |c| sql::query(c, &f)).await
     }
 
     async fn buckets(
@@ -239,16 +225,12 @@ impl EventStore for SqliteEventStore {
         width: BucketWidth,
     ) -> Result<Vec<Bucket>, StoreError> {
         let f = filter.clone();
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::buckets(c, &f, width)))
-            .await
+        self.read(move |c| sql::buckets(c, &f, width)).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let dir = self.dir.clone();
-        self.worker
-            .run(move |c| sql::read(c, |c| sql::stats(c, &dir)))
-            .await
+        self.read(move |c| sql::stats(c, &dir)).await
     }
 
     fn export(&self) -> BoxStream<'_, Result<FeedEvent, StoreError>> {
@@ -265,7 +247,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn log_head(&self) -> Result<u64, StoreError> {
-        self.worker.run(|c| sql::read(c, sql::log_head)).await
+        self.read(sql::log_head).await
     }
 
     async fn check_integrity(&self) -> Result<Vec<String>, StoreError> {
