@@ -228,3 +228,65 @@ fn every_error_code_is_produced_by_generated_input() {
         "codes never produced: {missing:?} (seen {seen:?})"
     );
 }
+
+/// Input that fails once its bytes are read, like a pipe whose writer died.
+struct Unplugged(std::io::Cursor<Vec<u8>>);
+
+impl std::io::Read for Unplugged {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match std::io::Read::read(&mut self.0, buf)? {
+            0 => Err(std::io::Error::other("unplugged")),
+            n => Ok(n),
+        }
+    }
+}
+
+/// A read failure stops the ingest with every line before the unstored
+/// batch stored and reported, and that batch's first line to resume from.
+#[test]
+fn a_read_failure_stops_ingest_at_the_first_unstored_line() {
+    use feed_core::{Did, EventId, EventType, FeedEvent};
+    let post = |i: u64| {
+        event_line(&FeedEvent::new(
+            EventId((1_700_000_000_000u64 << 22) + i),
+            EventType::Post,
+            Did([3; 32]),
+            1_700_000_000_000_000_000 + i as i64,
+            "post",
+        ))
+    };
+    // Lines 1–7: posts, a broken line (3) and a blank one (5); batches of
+    // two events are [1, 2], [4, 6], [7]; line 8 cannot be read.
+    let lines = [
+        post(1),
+        post(2),
+        "{".to_string(),
+        post(4),
+        String::new(),
+        post(6),
+        post(7),
+    ];
+    let input = format!("{}\n", lines.join("\n")).into_bytes();
+    rt().block_on(async {
+        let fs = store();
+        let reader = std::io::BufReader::new(Unplugged(std::io::Cursor::new(input)));
+        let err = fs.ingest(reader, 2).await.expect_err("the read fails");
+        assert_eq!(err.resume, Some(7), "line 7's batch was not stored");
+        assert_eq!(err.report.accepted, 4);
+        assert_eq!(err.report.rejected, 1);
+        assert_eq!(err.report.rejections[0].0, 3);
+        assert!(
+            err.source.to_string().contains("reading line 8"),
+            "{}",
+            err.source
+        );
+        assert_eq!(export_lines(&fs).await.len(), 4);
+
+        // The whole input again, readable this time: the rest goes in.
+        let fs2 = store();
+        let whole = format!("{}\n", lines.join("\n"));
+        let report = fs2.ingest(whole.as_bytes(), 2).await.expect("ingest");
+        assert_eq!((report.accepted, report.rejected), (5, 1));
+        assert_eq!(export_lines(&fs2).await, [1, 2, 4, 6, 7].map(post).to_vec());
+    });
+}
