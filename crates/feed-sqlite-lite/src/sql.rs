@@ -157,36 +157,15 @@ fn recs(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Res<Vec<Rec>> {
 /// database file's shared lock and a WAL read mark (five `fcntl` calls)
 /// and asks the file's size (`fstat`), which was ~18% of the benchmark's
 /// query mix (a timeline loads each of its 50 posts by its own statement).
-/// One transaction also gives all the statements one snapshot.
+/// One transaction also gives all the statements one snapshot. Like the
+/// vector index's search, it ends by rolling back (on drop): a read has
+/// nothing to keep.
 pub(crate) fn read<T>(c: &Connection, f: impl FnOnce(&Connection) -> Res<T>) -> Res<T> {
-    let began = begin_read(c)?;
-    let out = f(c);
-    let end = end_read(c, began, out.is_ok());
-    let out = out?;
-    end?;
-    Ok(out)
-}
-
-/// Starts a read transaction unless one is open; whether it did. Not
-/// inlined, like `end_read`: `read` is instantiated once per query.
-#[inline(never)]
-fn begin_read(c: &Connection) -> Res<bool> {
     if !c.is_autocommit() {
-        return Ok(false);
+        return f(c);
     }
-    c.prepare_cached("BEGIN")?.execute([])?;
-    Ok(true)
-}
-
-/// Ends what `begin_read` started. A read transaction has nothing to
-/// keep, so ending it cannot lose data.
-#[inline(never)]
-fn end_read(c: &Connection, began: bool, ok: bool) -> Res<()> {
-    if began {
-        c.prepare_cached(if ok { "COMMIT" } else { "ROLLBACK" })?
-            .execute([])?;
-    }
-    Ok(())
+    let tx = c.unchecked_transaction()?;
+    f(&tx)
 }
 
 pub(crate) fn load(c: &Connection, id: EventId) -> Res<Option<Rec>> {
